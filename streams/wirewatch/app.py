@@ -1,0 +1,166 @@
+"""The Faust application: topics, tables and the agents that wire them to the core.
+
+:func:`create_app` builds one independent app per settings object, so tests
+and tools can run several side by side. Agents stay thin: every decision is
+made in :mod:`wirewatch.pipeline` and :mod:`wirewatch.parser`.
+
+Topology::
+
+    wire.raw ──split_pages──▶ <app_id>-brief-candidates ──deduplicate_briefs──▶ wire.briefs
+       │                       (keyed by brief id)         (table brief-first-seen)
+       └──────────────▶ wire.raw.dlq
+
+Raw pages are keyed by page URL or source; the candidates topic is keyed by
+brief id so that every snapshot of a brief reaches the same partition, and
+so the partition that owns its entry in the de-duplication table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import faust
+from faust.types import AgentT, EventT, TableT, TopicT
+
+from .models import Brief
+from .pipeline import RawRecord, dead_letter, split_record
+from .settings import Settings
+
+__all__ = ["WirewatchApp", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WirewatchApp:
+    """A Faust app with handles on everything wirewatch declared in it."""
+
+    app: faust.App
+    settings: Settings
+    raw_topic: TopicT
+    candidates_topic: TopicT
+    briefs_topic: TopicT
+    dead_letter_topic: TopicT
+    first_seen: TableT
+    split_pages: AgentT
+    deduplicate_briefs: AgentT
+
+
+def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> TopicT:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+        **options,
+    )
+
+
+def create_app(settings: Settings | None = None) -> WirewatchApp:
+    """Build the wirewatch Faust app for ``settings`` (default: from the environment)."""
+    settings = settings or Settings()
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        # No agent runs on_leader, so the leader-election topic is not needed.
+        topic_disable_leader=True,
+    )
+    raw_topic = _bytes_topic(app, settings.topic_raw, settings)
+    candidates_topic = _bytes_topic(app, f"{settings.app_id}-brief-candidates", settings, internal=True)
+    briefs_topic = _bytes_topic(app, settings.topic_briefs, settings)
+    dead_letter_topic = _bytes_topic(app, settings.topic_dead_letters, settings)
+    first_seen = app.Table(
+        "brief-first-seen",
+        key_type=str,
+        value_type=float,
+        partitions=settings.topic_partitions,
+        help="Brief id → when its first snapshot was fetched (epoch seconds).",
+    )
+
+    async def publish_dead_letter(letter_json: bytes, key: bytes | None) -> None:
+        await dead_letter_topic.send(key=key, value=letter_json)
+
+    @app.agent(raw_topic, name="split_pages")
+    async def split_pages(stream: faust.StreamT) -> None:
+        """Split every raw page into brief candidates, or dead-letter it."""
+        async for event in stream.events():
+            record = _raw_record(event)
+            try:
+                outcome = split_record(
+                    record,
+                    max_page_bytes=settings.max_page_bytes,
+                    dead_letter_max_original_bytes=settings.dead_letter_max_original_bytes,
+                )
+            except Exception as error:  # a parser bug must not stop the stream
+                log.exception("split_pages: unexpected error at %s/%s", record.partition, record.offset)
+                letter = dead_letter(
+                    record,
+                    "internal_error",
+                    f"{type(error).__name__}: {error}",
+                    max_original_bytes=settings.dead_letter_max_original_bytes,
+                )
+                await publish_dead_letter(letter.model_dump_json().encode(), record.key)
+                continue
+            for letter in outcome.dead_letters:
+                await publish_dead_letter(letter.model_dump_json().encode(), record.key)
+            for brief in outcome.briefs:
+                await candidates_topic.send(
+                    key=brief.id.encode(),
+                    value=brief.model_dump_json().encode(),
+                    timestamp=brief.event_time.timestamp(),
+                )
+
+    @app.agent(candidates_topic, name="deduplicate_briefs")
+    async def deduplicate_briefs(stream: faust.StreamT) -> None:
+        """Forward each brief id once: the first snapshot that carries it wins."""
+        async for event in stream.events():
+            brief_id = event.key.decode()
+            if brief_id in first_seen:
+                continue
+            brief = Brief.model_validate_json(event.value)
+            first_seen[brief_id] = brief.fetched_at.timestamp()
+            await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp)
+
+    return WirewatchApp(
+        app=app,
+        settings=settings,
+        raw_topic=raw_topic,
+        candidates_topic=candidates_topic,
+        briefs_topic=briefs_topic,
+        dead_letter_topic=dead_letter_topic,
+        first_seen=first_seen,
+        split_pages=split_pages,
+        deduplicate_briefs=deduplicate_briefs,
+    )
+
+
+def _raw_record(event: EventT) -> RawRecord:
+    message = event.message
+    headers = message.headers or {}
+    if not isinstance(headers, dict):
+        headers = {name: value for name, value in headers}
+    timestamp = (
+        datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp is not None else None
+    )
+    return RawRecord(
+        value=message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=timestamp,
+        key=message.key,
+        headers=headers,
+    )

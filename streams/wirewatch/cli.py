@@ -1,0 +1,259 @@
+"""The ``wirewatch`` command.
+
+Records go to stdout as JSON lines; messages for people go to stderr. Errors
+exit non-zero with a one-line reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import orjson
+
+from . import __version__
+from .errors import RejectedInput, WirewatchError
+from .models import Envelope
+from .settings import Settings
+
+__all__ = ["main"]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"wirewatch: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_time(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. {value}+00:00")
+    return moment
+
+
+def _read_page(path: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        _fail(f"cannot read {path}: {error.strerror}", 2)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        _fail(f"{path} is not UTF-8 ({error.reason} at byte {error.start})")
+    raise AssertionError("unreachable")
+
+
+def _write_json_line(document: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(document) + b"\n")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wirewatch")
+def main() -> None:
+    """wirewatch: a stream processor for news-wire desks."""
+
+
+@main.command()
+@click.argument("page", type=str)
+@click.option("--fetched-at", help="When the page was fetched (ISO 8601 with offset); default now.")
+@click.option("--source", default="local", show_default=True, help="Feed name stamped on every brief.")
+@click.option("--url", default=None, help="Page URL stamped on every brief.")
+@click.option("--section", default=None, help="Section, when the page has no 'Meer uit' header.")
+def parse(page: str, fetched_at: str | None, source: str, url: str | None, section: str | None) -> None:
+    """Split PAGE (a file, or - for stdin) into briefs, offline: one JSON brief per line."""
+    from .pipeline import parse_envelope
+
+    envelope = Envelope(
+        source=source, url=url, section=section, fetched_at=_parse_time(fetched_at), body=_read_page(page)
+    )
+    try:
+        parsed = parse_envelope(envelope)
+    except RejectedInput as error:
+        _fail(f"cannot parse {page}: {error.reason}: {error.message}")
+    for rejected in parsed.rejected:
+        click.echo(f"wirewatch: skipped an item ({rejected.reason}): {rejected.message}", err=True)
+    for brief in parsed.briefs:
+        sys.stdout.write(brief.model_dump_json() + "\n")
+
+
+@main.command()
+@click.argument("pages", nargs=-1, required=True)
+@click.option("--fetched-at", help="When the pages were fetched (ISO 8601 with offset); default now.")
+@click.option("--source", default="local", show_default=True, help="Feed name in each envelope.")
+@click.option("--url", default=None, help="Page URL; default file://<absolute path of PAGE>.")
+@click.option("--section", default=None, help="Section, when a page has no 'Meer uit' header.")
+def produce(pages: tuple[str, ...], fetched_at: str | None, source: str, url: str | None, section: str | None) -> None:
+    """Publish PAGES to the raw topic as JSON envelopes; one JSON line per record written."""
+    settings = Settings()
+    fetched = _parse_time(fetched_at)
+    envelopes = []
+    for page in pages:
+        page_url = url or (Path(page).resolve().as_uri() if page != "-" else None)
+        envelope = Envelope(source=source, url=page_url, section=section, fetched_at=fetched, body=_read_page(page))
+        envelopes.append(envelope)
+    try:
+        asyncio.run(_produce(settings, envelopes))
+    except WirewatchError as error:
+        _fail(str(error))
+
+
+async def _produce(settings: Settings, envelopes: list[Envelope]) -> None:
+    from .kafka import ensure_topics, producer, wait_for_broker
+
+    await wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
+    await ensure_topics(settings, [settings.topic_raw])
+    client = producer(settings)
+    await client.start()
+    try:
+        for envelope in envelopes:
+            # Snapshots of one page share a key, so they stay in order on one partition.
+            key = (envelope.url or envelope.source).encode()
+            value = envelope.model_dump_json(exclude_none=True).encode()
+            metadata = await client.send_and_wait(settings.topic_raw, value=value, key=key)
+            _write_json_line(
+                {
+                    "topic": metadata.topic,
+                    "partition": metadata.partition,
+                    "offset": metadata.offset,
+                    "key": key.decode(),
+                    "bytes": len(value),
+                }
+            )
+    finally:
+        await client.stop()
+
+
+@main.command()
+@click.argument("topics", nargs=-1)
+@click.option("--from-beginning/--from-end", default=True, show_default=True)
+@click.option("--max-records", type=int, default=None, help="Stop after this many records.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without a record.")
+def tail(topics: tuple[str, ...], from_beginning: bool, max_records: int | None, idle_timeout: float | None) -> None:
+    """Print records of TOPICS (default: briefs and dead letters) as JSON lines as they arrive."""
+    settings = Settings()
+    chosen = list(topics) or [settings.topic_briefs, settings.topic_dead_letters]
+    try:
+        asyncio.run(_tail(settings, chosen, from_beginning, max_records, idle_timeout))
+    except WirewatchError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _tail(
+    settings: Settings, topics: list[str], from_beginning: bool, max_records: int | None, idle_timeout: float | None
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from .kafka import wait_for_broker
+
+    await wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while max_records is None or seen < max_records:
+            batches = await consumer.getmany(timeout_ms=int((idle_timeout or 3600) * 1000))
+            if not batches and idle_timeout is not None:
+                return
+            for records in batches.values():
+                for record in records:
+                    try:
+                        value = orjson.loads(record.value) if record.value is not None else None
+                    except orjson.JSONDecodeError:
+                        value = record.value.decode("utf-8", errors="replace")
+                    _write_json_line(
+                        {
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "timestamp": datetime.fromtimestamp(record.timestamp / 1000, timezone.utc).isoformat(),
+                            "key": record.key.decode("utf-8", errors="replace") if record.key else None,
+                            "value": value,
+                        }
+                    )
+                    sys.stdout.flush()
+                    seen += 1
+    finally:
+        await consumer.stop()
+
+
+@main.command()
+@click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
+def worker(loglevel: str | None) -> None:
+    """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""
+    import faust
+
+    from .app import create_app
+    from .kafka import ensure_topics, wait_for_broker
+
+    settings = Settings()
+    level = loglevel or settings.log_level
+    _configure_logging(level)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(wait_for_broker(settings, timeout=settings.broker_wait_timeout))
+        loop.run_until_complete(ensure_topics(settings))
+    except WirewatchError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    wirewatch = create_app(settings)
+    faust.Worker(
+        wirewatch.app, loglevel=level, loop=loop, stdout=sys.stderr, redirect_stdouts=False
+    ).execute_from_commandline()
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="schemas", show_default=True)
+@click.option("--check", is_flag=True, help="Exit 1 when the files differ from the models instead of writing.")
+def schemas(out_dir: str, check: bool) -> None:
+    """Write the JSON Schema of every topic's value to OUT (one file per topic)."""
+    from .schemas import render_schemas
+
+    stale = []
+    for filename, text in render_schemas().items():
+        path = Path(out_dir) / filename
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}", err=True)
+    if stale:
+        _fail(f"schemas out of date, run 'wirewatch schemas': {', '.join(stale)}")
+
+
+@main.command()
+def config() -> None:
+    """Print the effective settings as one JSON object."""
+    settings = Settings()
+    click.echo(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

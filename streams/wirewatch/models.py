@@ -1,0 +1,102 @@
+"""The records wirewatch reads and writes, as pydantic models.
+
+Each model is the value contract of one Kafka topic; ``wirewatch schemas``
+writes their JSON Schemas to ``schemas/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Envelope",
+    "Brief",
+    "DeadLetter",
+    "BriefKind",
+    "Precision",
+    "TOPIC_MODELS",
+]
+
+BriefKind = Literal["lead", "brief"]
+Precision = Literal["second", "minute", "hour", "day"]
+
+
+class Envelope(BaseModel):
+    """A scraped page as upstream producers publish it on ``wire.raw``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, title="wire.raw envelope")
+
+    source: str = Field(min_length=1, max_length=200, description="Feed or scraper name.")
+    url: str | None = Field(default=None, max_length=4096, description="Where the page was fetched.")
+    section: str | None = Field(
+        default=None, max_length=200, description="Section the scraper fetched, if it knows."
+    )
+    fetched_at: AwareDatetime = Field(description="When the page was fetched, with a UTC offset.")
+    published_at: AwareDatetime | None = Field(
+        default=None,
+        description="Publication time of the page's lead article, when the scraper knows it.",
+    )
+    content_type: Literal["text/plain"] = Field(
+        default="text/plain", description="Media type of body."
+    )
+    body: str = Field(description="The page text.")
+
+
+class Brief(BaseModel):
+    """One news item split out of a page: the lead article or a list brief."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="wire.briefs value")
+
+    id: str = Field(description="Stable content-derived id; the same brief in any snapshot has it.")
+    kind: BriefKind
+    source: str
+    section: str | None
+    city: str | None = Field(description="Dateline city as printed, e.g. 'DEN HAAG'.")
+    agencies: list[str] = Field(description="Agencies in the dateline, e.g. ['ANP', 'RTR'].")
+    headline: str | None = Field(description="The lead article's headline; null for list briefs.")
+    text: str = Field(description="Plain text without the dateline.")
+    language: str | None = Field(description="ISO 639-1 code of the page's language, if known.")
+    published_at: AwareDatetime | None = Field(
+        description="fetched_at minus the printed age, floored to its precision; null if unknown."
+    )
+    published_at_precision: Precision | None
+    age_text: str | None = Field(description="The relative age as printed, e.g. '16 minuten geleden'.")
+    fetched_at: AwareDatetime = Field(description="When the first snapshot carrying it was fetched.")
+    event_time: AwareDatetime = Field(
+        description="published_at when known, else fetched_at; the Kafka record timestamp."
+    )
+    url: str | None
+    position: int = Field(ge=0, description="Order on the page, 0 for the first item.")
+
+
+class DeadLetter(BaseModel):
+    """A raw record, or a part of one, that wirewatch could not turn into briefs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="wire.raw.dlq value")
+
+    reason: str = Field(description="Machine-readable snake_case code, e.g. 'invalid_utf8'.")
+    message: str = Field(description="What went wrong, for a person.")
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_timestamp: datetime | None
+    source_key_base64: str | None
+    original_base64: str = Field(description="The offending record value, base64-encoded.")
+    original_size: int = Field(ge=0, description="Size in bytes of the whole original value.")
+    original_truncated: bool = Field(
+        description="True when only the first bytes of a value too large to forward are kept."
+    )
+    rejected_count: int = Field(
+        default=1, ge=1, description="How many fragments of the record this reason rejected."
+    )
+    failed_at: AwareDatetime
+
+
+TOPIC_MODELS: dict[str, type[BaseModel]] = {
+    "wire.raw": Envelope,
+    "wire.briefs": Brief,
+    "wire.raw.dlq": DeadLetter,
+}

@@ -1,0 +1,165 @@
+"""raw record → briefs and dead letters: the whole raw stage, without Kafka.
+
+The worker's agent and ``wirewatch parse`` both call :func:`split_record`, so
+what the offline command prints is what the worker publishes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from pydantic import ValidationError
+
+from .errors import DecodeError, RejectedInput
+from .models import Brief, DeadLetter, Envelope
+from .parser import ParsedPage, parse_page
+
+__all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record"]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A record of the raw topic, as much of it as the raw stage needs."""
+
+    value: bytes | None
+    topic: str = "wire.raw"
+    partition: int = 0
+    offset: int = 0
+    timestamp: datetime | None = None
+    key: bytes | None = None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one raw record yields."""
+
+    briefs: list[Brief]
+    dead_letters: list[DeadLetter]
+    envelope: Envelope | None = None
+
+
+def decode_envelope(record: RawRecord, *, max_page_bytes: int) -> Envelope:
+    """The envelope a raw record carries: a JSON envelope, or a bare text page.
+
+    A bare page takes ``fetched_at`` from the record timestamp and ``source``
+    from a ``source`` header, else from the record key. Raises
+    :class:`DecodeError` with a reason code otherwise.
+    """
+    value = record.value
+    if value is None or not value.strip():
+        raise DecodeError("empty_message", "the record has no value")
+    if len(value) > max_page_bytes:
+        raise DecodeError(
+            "too_large", f"the value is {len(value)} bytes, over the {max_page_bytes}-byte page limit"
+        )
+    if value.lstrip()[:1] == b"{":
+        return _decode_json_envelope(value)
+    try:
+        body = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DecodeError("invalid_utf8", f"the value is not UTF-8: {error.reason} at byte {error.start}") from None
+    source = _header_text(record.headers, "source") or _key_text(record.key)
+    if not source:
+        raise DecodeError("missing_source", "a bare page needs a 'source' header or a record key")
+    if record.timestamp is None:
+        raise DecodeError("missing_timestamp", "a bare page needs a record timestamp for fetched_at")
+    return Envelope(source=source, fetched_at=record.timestamp, body=body)
+
+
+def _decode_json_envelope(value: bytes) -> Envelope:
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        raise DecodeError("invalid_json", f"the value looks like JSON but is not: {error}") from None
+    if not isinstance(document, dict):
+        raise DecodeError("invalid_envelope", "a JSON envelope must be an object")
+    try:
+        return Envelope.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'envelope'}: {problem['msg']}"
+            for problem in error.errors(include_url=False)[:5]
+        )
+        raise DecodeError("invalid_envelope", f"the envelope is invalid: {problems}") from None
+
+
+def _header_text(headers: Mapping[str, bytes], name: str) -> str | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", errors="replace").strip()
+    return text or None
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    text = key.decode("utf-8", errors="replace").strip()
+    return text or None
+
+
+def split_record(record: RawRecord, *, max_page_bytes: int, dead_letter_max_original_bytes: int) -> Outcome:
+    """Briefs and dead letters of one raw record. Never raises on bad input."""
+    try:
+        envelope = decode_envelope(record, max_page_bytes=max_page_bytes)
+        page = parse_envelope(envelope)
+    except RejectedInput as error:
+        letter = dead_letter(record, error.reason, error.message, max_original_bytes=dead_letter_max_original_bytes)
+        return Outcome(briefs=[], dead_letters=[letter])
+    letters = [
+        dead_letter(
+            record,
+            reason,
+            f"{count} item(s) on the page were rejected: "
+            + next(r.message for r in page.rejected if r.reason == reason),
+            max_original_bytes=dead_letter_max_original_bytes,
+            rejected_count=count,
+        )
+        for reason, count in Counter(r.reason for r in page.rejected).items()
+    ]
+    return Outcome(briefs=page.briefs, dead_letters=letters, envelope=envelope)
+
+
+def parse_envelope(envelope: Envelope) -> ParsedPage:
+    """Parse the page an envelope carries."""
+    return parse_page(
+        envelope.body,
+        fetched_at=envelope.fetched_at,
+        source=envelope.source,
+        url=envelope.url,
+        section=envelope.section,
+        lead_published_at=envelope.published_at,
+    )
+
+
+def dead_letter(
+    record: RawRecord,
+    reason: str,
+    message: str,
+    *,
+    max_original_bytes: int,
+    rejected_count: int = 1,
+) -> DeadLetter:
+    """A dead letter for ``record``, keeping at most ``max_original_bytes`` of its value."""
+    value = record.value or b""
+    kept = value[:max_original_bytes]
+    return DeadLetter(
+        reason=reason,
+        message=message,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        source_timestamp=record.timestamp,
+        source_key_base64=base64.b64encode(record.key).decode("ascii") if record.key is not None else None,
+        original_base64=base64.b64encode(kept).decode("ascii"),
+        original_size=len(value),
+        original_truncated=len(kept) < len(value),
+        rejected_count=rejected_count,
+        failed_at=datetime.now(timezone.utc),
+    )
