@@ -27,7 +27,8 @@ Precision = Literal["second", "minute", "hour", "day"]
 class Envelope(BaseModel):
     """A scraped page as upstream producers publish it on ``wire.raw``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, title="wire.raw envelope")
+    # strict: a JSON envelope must carry times as ISO 8601 strings, not numbers
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, title="wire.raw envelope")
 
     source: str = Field(min_length=1, max_length=200, description="Feed or scraper name.")
     url: str | None = Field(default=None, max_length=4096, description="Where the page was fetched.")

@@ -292,10 +292,10 @@ def parse_page(
     for fragment in fragments:
         city, agencies, body = _split_dateline(fragment.body)
         if city is None:
-            rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", fragment.body))
+            rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", fragment.body.strip()))
             continue
         if not body:
-            rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", fragment.body))
+            rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", fragment.body.strip()))
             continue
         body = _WHITESPACE.sub(" ", body) if fragment.kind == "brief" else _tidy_paragraphs(body)
         if fragment.age is not None:

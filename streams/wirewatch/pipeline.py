@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import orjson
 from pydantic import ValidationError
 
 from .errors import DecodeError, RejectedInput
@@ -74,19 +73,16 @@ def decode_envelope(record: RawRecord, *, max_page_bytes: int) -> Envelope:
 
 def _decode_json_envelope(value: bytes) -> Envelope:
     try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError as error:
-        raise DecodeError("invalid_json", f"the value looks like JSON but is not: {error}") from None
-    if not isinstance(document, dict):
-        raise DecodeError("invalid_envelope", "a JSON envelope must be an object")
-    try:
-        return Envelope.model_validate(document)
+        return Envelope.model_validate_json(value)
     except ValidationError as error:
-        problems = "; ".join(
+        problems = error.errors(include_url=False)
+        if any(problem["type"] == "json_invalid" for problem in problems):
+            raise DecodeError("invalid_json", f"the value looks like JSON but is not: {problems[0]['msg']}") from None
+        summary = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc']) or 'envelope'}: {problem['msg']}"
-            for problem in error.errors(include_url=False)[:5]
+            for problem in problems[:5]
         )
-        raise DecodeError("invalid_envelope", f"the envelope is invalid: {problems}") from None
+        raise DecodeError("invalid_envelope", f"the envelope is invalid: {summary}") from None
 
 
 def _header_text(headers: Mapping[str, bytes], name: str) -> str | None:

@@ -1,0 +1,94 @@
+"""Shared fixtures: one real Kafka broker per test run, fresh topics and app id per test.
+
+The broker is the project's own ``deploy/kafka/local-kafka.sh`` on a free
+port with empty storage, unless ``KAFKA_BOOTSTRAP_SERVERS`` names a cluster to
+use instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kafka_helpers import WorkerProcess, free_port
+from wirewatch.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_PAGE = REPO.parent / "shared" / "seed" / "000_febc59f7181d7d7e.txt"
+LOCAL_KAFKA = REPO / "deploy" / "kafka" / "local-kafka.sh"
+
+
+@pytest.fixture(scope="session")
+def seed_page() -> str:
+    """The real captured page the project is specified against."""
+    path = Path(os.environ.get("WIREWATCH_SEED_PAGE", SEED_PAGE))
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a running broker, started for this test run when none is given."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_DATA_DIR": str(tmp_path_factory.mktemp("kafka")),
+        "KAFKA_FRESH": "1",
+    }
+    subprocess.run([str(LOCAL_KAFKA), "start"], env=env, check=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(LOCAL_KAFKA), "stop"], env=env, check=False)
+
+
+@pytest.fixture
+def wirewatch_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a wirewatch process with its own app id (consumer group) and topics."""
+    run = uuid.uuid4().hex[:10]
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "WIREWATCH_APP_ID": f"wirewatch-test-{run}",
+        "WIREWATCH_TOPIC_RAW": f"test-{run}.wire.raw",
+        "WIREWATCH_TOPIC_BRIEFS": f"test-{run}.wire.briefs",
+        "WIREWATCH_TOPIC_DEAD_LETTERS": f"test-{run}.wire.raw.dlq",
+        "WIREWATCH_TOPIC_PARTITIONS": "3",
+        "WIREWATCH_DATA_DIR": str(tmp_path / "worker-data"),
+        "WIREWATCH_WEB_PORT": str(free_port()),
+        "WIREWATCH_BROKER_WAIT_TIMEOUT": "60",
+    }
+
+
+@pytest.fixture
+def wirewatch_settings(wirewatch_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of this test's wirewatch, also exported to the test's own environment."""
+    for name, value in wirewatch_env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Start ``wirewatch worker`` processes; every one still running is stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], *, wait_ready: bool = True) -> WorkerProcess:
+        worker = WorkerProcess.start(env, log_path=tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        if wait_ready:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

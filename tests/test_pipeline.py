@@ -1,0 +1,149 @@
+"""Raw records → briefs and dead letters, without a broker."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wirewatch.errors import DecodeError, ParseError
+from wirewatch.models import Brief
+from wirewatch.parser import parse_page
+from wirewatch.pipeline import RawRecord, decode_envelope, split_record
+
+STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
+LIMITS = {"max_page_bytes": 64 * 1024, "dead_letter_max_original_bytes": 1024}
+
+
+def envelope_bytes(**fields) -> bytes:
+    document = {"source": "nos", "url": "https://example.org/p", "fetched_at": STAMP.isoformat(), "body": "x"}
+    document.update(fields)
+    return orjson.dumps({k: v for k, v in document.items() if v is not ...})
+
+
+def split(value: bytes | None, **record) -> tuple[list[Brief], list]:
+    outcome = split_record(RawRecord(value=value, **record), **LIMITS)
+    return outcome.briefs, outcome.dead_letters
+
+
+def only_reason(value: bytes | None, **record) -> str:
+    briefs, letters = split(value, **record)
+    assert briefs == []
+    assert len(letters) == 1
+    return letters[0].reason
+
+
+def test_json_envelope(seed_page):
+    briefs, letters = split(envelope_bytes(body=seed_page, section="Buitenland"))
+    assert letters == []
+    assert briefs == parse_page(seed_page, fetched_at=STAMP, source="nos", url="https://example.org/p").briefs
+
+
+def test_bare_page_uses_header_source_and_record_time(seed_page):
+    briefs, _ = split(seed_page.encode(), timestamp=STAMP, headers={"source": b"anp-feed"}, key=b"k")
+    assert {(b.source, b.fetched_at) for b in briefs} == {("anp-feed", STAMP)}
+
+
+def test_bare_page_falls_back_to_the_key_for_its_source(seed_page):
+    briefs, _ = split(seed_page.encode(), timestamp=STAMP, key=b"scraper-3")
+    assert {b.source for b in briefs} == {"scraper-3"}
+
+
+@pytest.mark.parametrize(
+    ("value", "record", "reason"),
+    [
+        (None, {}, "empty_message"),
+        (b"", {}, "empty_message"),
+        (b"  \n ", {}, "empty_message"),
+        (b"\xff\xfeabc", {"key": b"k", "timestamp": STAMP}, "invalid_utf8"),
+        (b"{not json", {}, "invalid_json"),
+        (b"[" * 5000 + b"]" * 5000, {"key": b"k", "timestamp": STAMP}, "no_briefs"),
+        (b"{" + b'"a":{' * 2000 + b"}" * 2001, {}, "invalid_json"),
+        (b'{"source": "x"}', {}, "invalid_envelope"),
+        (envelope_bytes(fetched_at=12), {}, "invalid_envelope"),
+        (envelope_bytes(fetched_at="2026-01-21T14:40:00"), {}, "invalid_envelope"),
+        (envelope_bytes(source=None), {}, "invalid_envelope"),
+        (envelope_bytes(body=["a"]), {}, "invalid_envelope"),
+        (envelope_bytes(content_type="application/pdf"), {}, "invalid_envelope"),
+        (b'"just a string"'.replace(b'"', b"{", 1), {}, "invalid_json"),
+        (b"PARIJS (ANP) - Een.", {"timestamp": STAMP}, "missing_source"),
+        (b"PARIJS (ANP) - Een.", {"key": b"k"}, "missing_timestamp"),
+        (envelope_bytes(body=""), {}, "empty_page"),
+        (envelope_bytes(body="no dateline here"), {}, "no_briefs"),
+        (b"x" * (64 * 1024 + 1), {}, "too_large"),
+    ],
+)
+def test_bad_records_become_one_dead_letter_with_a_reason(value, record, reason):
+    assert only_reason(value, **record) == reason
+
+
+def test_dead_letter_carries_origin_and_bytes():
+    _, [letter] = split(b"\xffoops", topic="wire.raw", partition=2, offset=41, key=b"k", timestamp=STAMP)
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("wire.raw", 2, 41)
+    assert base64.b64decode(letter.original_base64) == b"\xffoops"
+    assert base64.b64decode(letter.source_key_base64) == b"k"
+    assert letter.original_size == 5 and not letter.original_truncated
+    assert letter.message
+
+
+def test_dead_letter_of_a_huge_value_keeps_only_its_start():
+    value = b"y" * (100 * 1024)
+    _, [letter] = split(value)
+    assert letter.reason == "too_large"
+    assert base64.b64decode(letter.original_base64) == value[:1024]
+    assert letter.original_size == len(value) and letter.original_truncated
+
+
+def test_rejected_items_are_dead_lettered_beside_the_good_briefs():
+    page = "Meer uit Buitenland\nPARIJS (ANP) -\n4 minuten geledenROME (ANP) - Twee.\n5 minuten geledenBERN (ANP) -\n1 uur geleden"
+    briefs, letters = split(envelope_bytes(body=page))
+    assert [b.city for b in briefs] == ["ROME"]
+    assert [(letter.reason, letter.rejected_count) for letter in letters] == [("empty_text", 2)]
+
+
+def test_decode_envelope_raises_the_project_error():
+    with pytest.raises(DecodeError) as caught:
+        decode_envelope(RawRecord(value=b"{}"), max_page_bytes=10)
+    assert caught.value.reason == "invalid_envelope"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.text(max_size=2000))
+def test_any_text_yields_briefs_or_the_parse_error(text):
+    try:
+        parsed = parse_page(text, fetched_at=STAMP, source="fuzz")
+    except ParseError as error:
+        assert error.reason
+        return
+    assert parsed.briefs
+    for position, brief in enumerate(parsed.briefs):
+        assert brief.position == position and brief.text and brief.city
+
+
+dateline_soup = st.lists(
+    st.sampled_from(
+        ["DAVOS (ANP) - ", "DEN HAAG (ANP/RTR) – ", "Meer uit Buitenland\n", "16 minuten geleden", "gisteren",
+         "\n", "\r\n", "tekst ", '"3 uur geleden" ', "'S-HERTOGENBOSCH (ANP) - ", "5 minutes ago", "(", ")", "-"]
+    )
+    | st.text(max_size=20),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(dateline_soup)
+def test_page_like_text_yields_briefs_or_the_parse_error(text):
+    test_any_text_yields_briefs_or_the_parse_error.hypothesis.inner_test(text)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.binary(max_size=3000) | dateline_soup.map(str.encode), st.none() | st.binary(max_size=20))
+def test_any_record_yields_briefs_or_dead_letters_never_an_exception(value, key):
+    outcome = split_record(RawRecord(value=value, key=key, timestamp=STAMP), **LIMITS)
+    assert outcome.briefs or outcome.dead_letters
+    for letter in outcome.dead_letters:
+        assert letter.reason and letter.message

@@ -1,0 +1,156 @@
+"""raw → briefs through a real broker and a real ``wirewatch worker`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from kafka_helpers import free_port, produce, read_topic, run, wait_until_drained
+from wirewatch.models import Brief, DeadLetter
+from wirewatch.parser import parse_page
+
+pytestmark = pytest.mark.kafka
+
+FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
+
+
+def _produce_page_with_cli(path, fetched_at: datetime) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", str(path), "--fetched-at", fetched_at.isoformat(), "--source", "seed"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    return orjson.loads(lines[0])
+
+
+def _internal_topics(settings) -> list[str]:
+    return [settings.topic_raw, f"{settings.app_id}-brief-candidates"]
+
+
+def test_two_snapshots_of_the_seed_page_yield_its_eight_briefs_once(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path
+):
+    start_worker(wirewatch_env)
+    page = tmp_path / "seed.txt"
+    page.write_text(seed_page, encoding="utf-8")
+    first = _produce_page_with_cli(page, FETCHED)
+    second = _produce_page_with_cli(page, FETCHED + timedelta(minutes=5))
+    assert first["topic"] == second["topic"] == wirewatch_settings.topic_raw
+    assert first["partition"] == second["partition"], "snapshots of one page share a key and a partition"
+
+    run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
+    run(wait_until_drained(wirewatch_settings, _internal_topics(wirewatch_settings)))
+    records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs))
+
+    assert len(records) == 8
+    briefs = {record.key.decode(): (record, Brief.model_validate_json(record.value)) for record in records}
+    expected = {
+        brief.id: brief
+        for brief in parse_page(seed_page, fetched_at=FETCHED, source="seed", url=page.resolve().as_uri()).briefs
+    }
+    assert set(briefs) == set(expected)
+    for brief_id, (record, brief) in briefs.items():
+        # the first snapshot to carry a brief is the one published
+        assert brief == expected[brief_id]
+        assert record.timestamp == int(brief.event_time.timestamp() * 1000)
+    assert sorted(b.city for _, b in briefs.values()) == sorted(
+        ["WASHINGTON", "STRAATSBURG", "DAVOS", "DAVOS", "DAVOS", "BRUSSEL", "TOKIO", "MOSKOU"]
+    )
+    assert run(read_topic(wirewatch_settings, wirewatch_settings.topic_dead_letters)) == []
+
+
+def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_goes_on(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    worker = start_worker(wirewatch_env)
+    garbage = b"\xff\xfe\x00 not a page \xc3\x28"
+    bad = run(produce(wirewatch_settings, wirewatch_settings.topic_raw, garbage, key=b"scraper-7"))
+    envelope = {"source": "seed", "url": "https://example.org/buitenland", "fetched_at": FETCHED.isoformat(), "body": seed_page}
+    run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"https://example.org/buitenland"))
+
+    briefs = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
+    run(wait_until_drained(wirewatch_settings, _internal_topics(wirewatch_settings)))
+    letters = run(read_topic(wirewatch_settings, wirewatch_settings.topic_dead_letters))
+
+    assert len(briefs) == 8
+    assert len(letters) == 1
+    letter = DeadLetter.model_validate_json(letters[0].value)
+    assert letter.reason == "invalid_utf8"
+    assert "not UTF-8" in letter.message
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        wirewatch_settings.topic_raw,
+        bad.partition,
+        bad.offset,
+    )
+    assert base64.b64decode(letter.original_base64) == garbage
+    assert base64.b64decode(letter.source_key_base64) == b"scraper-7"
+    assert worker.process.poll() is None, "the worker is still running"
+
+
+def test_a_bare_page_takes_source_from_its_header_and_time_from_its_record(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    start_worker(wirewatch_env)
+    stamp = FETCHED + timedelta(hours=1)
+    run(
+        produce(
+            wirewatch_settings,
+            wirewatch_settings.topic_raw,
+            seed_page.encode(),
+            key=b"page-1",
+            headers=[("source", b"agency-feed")],
+            timestamp_ms=int(stamp.timestamp() * 1000),
+        )
+    )
+    records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
+    briefs = [Brief.model_validate_json(record.value) for record in records]
+    assert {brief.source for brief in briefs} == {"agency-feed"}
+    assert {brief.fetched_at for brief in briefs} == {stamp}
+    straatsburg = next(brief for brief in briefs if brief.city == "STRAATSBURG")
+    assert straatsburg.published_at == stamp.replace(second=0) - timedelta(minutes=16)
+
+
+def test_the_worker_waits_for_a_broker_that_is_not_up_yet(wirewatch_settings, wirewatch_env, start_worker, seed_page):
+    broker_host, broker_port = wirewatch_settings.bootstrap_servers[0].rsplit(":", 1)
+    proxy_port = free_port()
+    worker = start_worker({**wirewatch_env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{proxy_port}"}, wait_ready=False)
+    worker.wait_for_log("waiting for Kafka", timeout=30)
+    assert worker.process.poll() is None
+
+    async def forward(reader, writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection(broker_host, int(broker_port))
+
+        async def pipe(source, sink):
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+
+    async def bring_broker_up_and_check():
+        # The broker becomes reachable at the address the worker was given only now.
+        server = await asyncio.start_server(forward, "127.0.0.1", proxy_port)
+        try:
+            while "[^Worker]: Ready" not in worker.log():
+                assert worker.process.poll() is None, worker.log()[-3000:]
+                await asyncio.sleep(0.3)
+            await produce(wirewatch_settings, wirewatch_settings.topic_raw, seed_page.encode(), key=b"seed",
+                          headers=[("source", b"seed")])
+            return await read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8, timeout=90)
+        finally:
+            server.close()
+
+    records = run(asyncio.wait_for(bring_broker_up_and_check(), 150))
+    assert len(records) == 8
