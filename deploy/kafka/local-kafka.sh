@@ -92,7 +92,10 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-log.retention.hours=168
+# wirewatch stamps records with their event time; time-based retention would
+# delete replayed old pages at once, so the development broker keeps by size.
+log.retention.ms=-1
+log.retention.bytes=1073741824
 EOF
 }
 

@@ -41,11 +41,16 @@ def _parse_time(value: str | None) -> datetime:
     return moment
 
 
-def _read_page(path: str) -> str:
+def _read_bytes(path: str) -> bytes:
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as error:
         _fail(f"cannot read {path}: {error.strerror}", 2)
+    raise AssertionError("unreachable")
+
+
+def _read_page(path: str) -> str:
+    raw = _read_bytes(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -98,22 +103,30 @@ def parse(page: str, fetched_at: str | None, source: str, url: str | None, secti
 @click.option("--source", default="local", show_default=True, help="Feed name in each envelope.")
 @click.option("--url", default=None, help="Page URL; default file://<absolute path of PAGE>.")
 @click.option("--section", default=None, help="Section, when a page has no 'Meer uit' header.")
-def produce(pages: tuple[str, ...], fetched_at: str | None, source: str, url: str | None, section: str | None) -> None:
+@click.option("--raw", is_flag=True, help="Send each file's bytes unchanged, with a 'source' header.")
+def produce(
+    pages: tuple[str, ...], fetched_at: str | None, source: str, url: str | None, section: str | None, raw: bool
+) -> None:
     """Publish PAGES to the raw topic as JSON envelopes; one JSON line per record written."""
     settings = Settings()
     fetched = _parse_time(fetched_at)
-    envelopes = []
+    records = []
     for page in pages:
         page_url = url or (Path(page).resolve().as_uri() if page != "-" else None)
+        # Snapshots of one page share a key, so they stay in order on one partition.
+        key = (page_url or source).encode()
+        if raw:
+            records.append((key, _read_bytes(page), [("source", source.encode())]))
+            continue
         envelope = Envelope(source=source, url=page_url, section=section, fetched_at=fetched, body=_read_page(page))
-        envelopes.append(envelope)
+        records.append((key, envelope.model_dump_json(exclude_none=True).encode(), []))
     try:
-        asyncio.run(_produce(settings, envelopes))
+        asyncio.run(_produce(settings, records))
     except WirewatchError as error:
         _fail(str(error))
 
 
-async def _produce(settings: Settings, envelopes: list[Envelope]) -> None:
+async def _produce(settings: Settings, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> None:
     from .kafka import ensure_topics, producer, wait_for_broker
 
     await wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
@@ -121,11 +134,8 @@ async def _produce(settings: Settings, envelopes: list[Envelope]) -> None:
     client = producer(settings)
     await client.start()
     try:
-        for envelope in envelopes:
-            # Snapshots of one page share a key, so they stay in order on one partition.
-            key = (envelope.url or envelope.source).encode()
-            value = envelope.model_dump_json(exclude_none=True).encode()
-            metadata = await client.send_and_wait(settings.topic_raw, value=value, key=key)
+        for key, value, headers in records:
+            metadata = await client.send_and_wait(settings.topic_raw, value=value, key=key, headers=headers)
             _write_json_line(
                 {
                     "topic": metadata.topic,
