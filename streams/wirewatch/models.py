@@ -15,6 +15,9 @@ __all__ = [
     "Envelope",
     "Brief",
     "DeadLetter",
+    "ClusterInput",
+    "Story",
+    "Alert",
     "BriefKind",
     "Precision",
     "TOPIC_MODELS",
@@ -96,8 +99,79 @@ class DeadLetter(BaseModel):
     failed_at: AwareDatetime
 
 
+class ClusterInput(BaseModel):
+    """A brief as ``wirewatch cluster`` reads it: a Brief, or any JSON with at least these fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1)
+    text: str
+    published_at: AwareDatetime
+    headline: str | None = None
+    language: str | None = None
+    city: str | None = None
+
+    @classmethod
+    def from_brief(cls, brief: Brief) -> "ClusterInput":
+        return cls(
+            id=brief.id,
+            text=brief.text,
+            published_at=brief.event_time,
+            headline=brief.headline,
+            language=brief.language,
+            city=brief.city,
+        )
+
+
+class Story(BaseModel):
+    """The state of a story cluster after a brief joined it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="wire.stories value")
+
+    id: str = Field(description="story-<id of the brief that opened it>; stable across replays.")
+    label: str = Field(description="Its most frequent topics, joined by ' · '.")
+    topics: dict[str, int] = Field(description="Topic → number of its briefs that name it.")
+    top_terms: list[str] = Field(description="Heaviest terms of its centroid.")
+    brief_ids: list[str] = Field(description="Its briefs, oldest first (the latest 500).")
+    brief_count: int = Field(ge=1)
+    first_seen: AwareDatetime = Field(description="Earliest event time of its briefs.")
+    last_seen: AwareDatetime = Field(description="Latest event time of its briefs.")
+    window_count: int = Field(ge=0, description="Its briefs in the busiest event-time window around the latest one.")
+    samples: list[str] = Field(description="Texts of its first few briefs.")
+    opened: bool = Field(description="True when this brief opened the story.")
+    brief_id: str = Field(description="The brief whose arrival produced this update.")
+
+
+Severity = Literal["medium", "high", "critical"]
+
+
+class Alert(BaseModel):
+    """A topic spiking in an event-time window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="wire.alerts value")
+
+    id: str = Field(description="Derived from topic and window; the same spike always has the same id.")
+    revision: int = Field(ge=1, description="1 when raised; higher as more briefs join the same spike.")
+    topic: str
+    label: str = Field(description="The label of the story the spike belongs to.")
+    related_topics: list[str] = Field(description="Other topics spiking in the same briefs.")
+    story_ids: list[str]
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    count: int = Field(ge=1, description="Briefs naming the topic in the window.")
+    baseline: float = Field(ge=0, description="Expected count in the window from the topic's history.")
+    score: float = Field(description="-log10 of the chance of at least this count under the baseline.")
+    severity: Severity
+    escalation: int = Field(ge=0, description="0 for a new spike; n after n clear escalations of it.")
+    brief_ids: list[str]
+    samples: list[str] = Field(description="A few texts of the spiking story.")
+    detected_at: AwareDatetime = Field(description="Event time of the brief that raised or revised it.")
+
+
 TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "wire.raw": Envelope,
     "wire.briefs": Brief,
     "wire.raw.dlq": DeadLetter,
+    "wire.stories": Story,
+    "wire.alerts": Alert,
 }

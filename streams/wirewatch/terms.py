@@ -1,0 +1,308 @@
+"""Key terms of a brief: its topics (named things) and its content words.
+
+- **Topics** are what alerts are about: aliases of known things (countries,
+  organisations) mapped to one canonical name (`Groenland`, `Grønland` →
+  ``greenland``), and named entities (runs of capitalised words such as
+  ``Donald Trump``, ``World Economic Forum``). A dateline city is not a topic
+  by itself; the same city named in the text is.
+- **Content terms** are the remaining words, lemmatised (simplemma) with the
+  language's stopwords (stop-words) removed; with topics they make the vector
+  the clusterer compares.
+
+Country names come from pycountry's ISO 3166 data and translations; short
+forms and demonyms from ``data/aliases.tsv`` and an optional user file.
+Languages are detected per brief (lingua). Pure Python: no Kafka, no Faust.
+"""
+
+from __future__ import annotations
+
+import gettext
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["AliasTable", "BriefTerms", "TermExtractor", "LanguageDetector", "term_rarity"]
+
+_TOKEN = re.compile(r"\w+(?:['’]\w+)?", re.UNICODE)
+_MAX_ALIAS_TOKENS = 5
+# Lowercase words that may stand inside a name: "Ursula von der Leyen", "Bank of England".
+_NAME_PARTICLES = {"van", "von", "der", "den", "de", "la", "le", "of", "al", "bin", "ter", "ten", "du", "da", "del"}
+_ISO_LANGUAGES = ("en", "nl", "de", "fr", "da", "es", "it", "pt")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def _alias_tokens(alias: str) -> tuple[str, ...]:
+    return tuple(match.group(0) for match in _TOKEN.finditer(alias))
+
+
+def _is_abbreviation(alias: str) -> bool:
+    letters = [c for c in alias if c.isalpha()]
+    return bool(letters) and all(c.isupper() for c in letters) and len(letters) <= 5
+
+
+class AliasTable:
+    """Surface forms → canonical topic names.
+
+    Abbreviations (all capitals, up to five letters: ``VS``, ``US``, ``EU``)
+    match only in capitals, so the English pronoun "us" is not a country.
+    """
+
+    def __init__(self) -> None:
+        self._folded: dict[tuple[str, ...], str] = {}
+        self._exact: dict[tuple[str, ...], str] = {}
+
+    def add(self, topic: str, alias: str) -> None:
+        tokens = _alias_tokens(alias)
+        if not tokens or len(tokens) > _MAX_ALIAS_TOKENS:
+            return
+        topic = _fold(topic).strip()
+        if _is_abbreviation(alias):
+            self._exact.setdefault(tokens, topic)
+        else:
+            self._folded.setdefault(tuple(_fold(t) for t in tokens), topic)
+
+    def lookup(self, tokens: tuple[str, ...]) -> str | None:
+        """The topic ``tokens`` (as written) name, if any."""
+        return self._exact.get(tokens) or self._folded.get(tuple(_fold(t) for t in tokens))
+
+    def __len__(self) -> int:
+        return len(self._folded) + len(self._exact)
+
+    def load_tsv(self, text: str) -> None:
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            topic, _, aliases = line.partition("\t")
+            self.add(topic, topic)
+            for alias in aliases.split("|"):
+                if alias.strip():
+                    self.add(topic, alias.strip())
+
+    @classmethod
+    def default(cls, extra_file: str | Path | None = None) -> "AliasTable":
+        """Countries from pycountry, then the packaged aliases, then ``extra_file``."""
+        table = cls()
+        # The curated file wins over generated names where both claim a form.
+        table.load_tsv(resources.files("wirewatch.data").joinpath("aliases.tsv").read_text(encoding="utf-8"))
+        if extra_file:
+            table.load_tsv(Path(extra_file).read_text(encoding="utf-8"))
+        _add_countries(table)
+        return table
+
+
+def _add_countries(table: AliasTable) -> None:
+    import pycountry
+
+    translations = {
+        language: gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[language], fallback=True)
+        for language in _ISO_LANGUAGES
+    }
+    for country in pycountry.countries:
+        english = getattr(country, "common_name", None) or country.name
+        if "," in english:
+            continue
+        names = {english, country.name}
+        for translation in translations.values():
+            names.add(translation.gettext(country.name))
+        for name in names:
+            if "," not in name and "(" not in name:
+                table.add(english, name)
+
+
+class LanguageDetector:
+    """ISO 639-1 language of a text among a configured set (lingua, models inside the package)."""
+
+    def __init__(self, languages: tuple[str, ...], min_confidence: float = 0.5) -> None:
+        from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+        chosen = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in languages]
+        self._detector = LanguageDetectorBuilder.from_languages(*chosen).with_low_accuracy_mode().build()
+        self._min_confidence = min_confidence
+
+    def detect(self, text: str) -> str | None:
+        if len(text) < 12:
+            return None
+        values = self._detector.compute_language_confidence_values(text)
+        if not values or values[0].value < self._min_confidence:
+            return None
+        return values[0].language.iso_code_639_1.name.lower()
+
+
+@lru_cache(maxsize=200_000)
+def term_rarity(term: str, language: str | None) -> float:
+    """How rare ``term`` is in ordinary language: 8 minus its Zipf frequency (wordfreq), at least 0.5.
+
+    A word used once per billion words scores 8 − 0 = 8; "president" (Zipf
+    about 5) scores about 3; a word wordfreq has never seen scores 8.
+    """
+    from wordfreq import zipf_frequency
+
+    zipf = max(zipf_frequency(term, language or "en"), zipf_frequency(term, "en"))
+    return max(8.0 - zipf, 0.5)
+
+
+@dataclass(frozen=True)
+class BriefTerms:
+    """What the clusterer and the detector need to know of one brief."""
+
+    language: str | None
+    topics: tuple[str, ...]
+    weights: dict[str, float]
+
+    def norm(self) -> float:
+        return math.sqrt(sum(w * w for w in self.weights.values()))
+
+
+@lru_cache(maxsize=64)
+def _stopwords(language: str) -> frozenset[str]:
+    from stop_words import StopWordError, get_stop_words
+
+    try:
+        return frozenset(_fold(word) for word in get_stop_words(language))
+    except StopWordError:
+        return frozenset()
+
+
+class TermExtractor:
+    """Topics and weighted content terms of a brief."""
+
+    def __init__(
+        self,
+        aliases: AliasTable,
+        detector: LanguageDetector | None,
+        *,
+        topic_weight: float = 2.0,
+    ) -> None:
+        self.aliases = aliases
+        self.detector = detector
+        self.topic_weight = topic_weight
+
+    def extract(self, text: str, *, headline: str | None = None, language: str | None = None) -> BriefTerms:
+        full = f"{headline}. {text}" if headline else text
+        detected = self.detector.detect(full) if self.detector else None
+        language = detected or language
+        tokens = list(_TOKEN.finditer(full))
+        words = [match.group(0) for match in tokens]
+        gaps = [full[tokens[i - 1].end() : match.start()] if i else "" for i, match in enumerate(tokens)]
+        # a name runs on over white space and hyphens ("Kashiwazaki-Kariwa"), not over punctuation
+        joined = [bool(i) and gap.strip() in ("", "-") for i, gap in enumerate(gaps)]
+        sentence_start = [i == 0 or any(mark in gap for mark in ".!?:\n") for i, gap in enumerate(gaps)]
+
+        topics: Counter[str] = Counter()
+        consumed = [False] * len(words)
+        index = 0
+        while index < len(words):
+            for length in range(min(_MAX_ALIAS_TOKENS, len(words) - index), 0, -1):
+                topic = self.aliases.lookup(tuple(words[index : index + length]))
+                if topic is not None:
+                    topics[topic] += 1
+                    for offset in range(length):
+                        consumed[index + offset] = True
+                    index += length
+                    break
+            else:
+                index += 1
+
+        stopwords = _stopwords(language) if language else frozenset()
+        stopwords = stopwords | _stopwords("en") if language != "en" else stopwords
+        for start, end in self._names(words, joined, consumed, sentence_start, stopwords):
+            name = _fold(" ".join(words[start:end]))
+            topics[name] += 1
+            for position in range(start, end):
+                consumed[position] = True
+
+        content: Counter[str] = Counter()
+        for position, word in enumerate(words):
+            if consumed[position] or len(word) < 3 or word.isdigit():
+                continue
+            folded = _fold(word)
+            if folded in stopwords:
+                continue
+            content[self._lemma(folded, language)] += 1
+
+        topics = _merge_surnames(topics)
+        weights: dict[str, float] = {}
+        for topic, count in topics.items():
+            weights[topic] = self.topic_weight * (1 + math.log(count)) * term_rarity(topic, language)
+        for term, count in content.items():
+            if term not in weights:
+                weights[term] = (1 + math.log(count)) * term_rarity(term, language)
+        return BriefTerms(language=language, topics=tuple(sorted(topics)), weights=weights)
+
+    @staticmethod
+    def _names(
+        words: list[str], joined: list[bool], consumed: list[bool], sentence_start: list[bool], stopwords: frozenset[str]
+    ) -> list[tuple[int, int]]:
+        """Runs of capitalised words not yet matched as aliases.
+
+        A run stops at punctuation (``joined[i]`` is false when anything but
+        white space or a hyphen separates word i from word i-1); stopwords
+        capitalised only because they open a sentence ("De", "The") are not
+        part of a name.
+        """
+
+        def capitalised(position: int) -> bool:
+            return not consumed[position] and words[position][:1].isupper()
+
+        spans = []
+        index = 0
+        while index < len(words):
+            if not capitalised(index):
+                index += 1
+                continue
+            end = index + 1
+            while end < len(words) and joined[end] and not consumed[end]:
+                if capitalised(end):
+                    end += 1
+                    continue
+                # particles inside a name: "Ursula von der Leyen", "Bank of England"
+                probe = end
+                while probe < len(words) and joined[probe] and _fold(words[probe]) in _NAME_PARTICLES:
+                    probe += 1
+                if probe > end and probe < len(words) and joined[probe] and capitalised(probe):
+                    end = probe + 1
+                    continue
+                break
+            start = index
+            if sentence_start[start]:
+                while start < end and _fold(words[start]) in stopwords:
+                    start += 1
+            index = end
+            if start == end:
+                continue
+            word = _fold(words[start])
+            if end - start == 1 and (sentence_start[start] or word in stopwords or len(word) < 3):
+                # A lone capitalised word opening a sentence is usually just a word.
+                continue
+            spans.append((start, end))
+        return spans
+
+    @staticmethod
+    def _lemma(word: str, language: str | None) -> str:
+        if not language:
+            return word
+        import simplemma
+
+        try:
+            # simplemma joins separable Dutch verbs with "_" ("aan_nemen")
+            return _fold(simplemma.lemmatize(word, lang=language)).replace("_", "")
+        except ValueError:
+            return word
+
+
+def _merge_surnames(topics: Counter[str]) -> Counter[str]:
+    """Count a short form as the longer name it ends ("Trump" → "Donald Trump") when the brief has both."""
+    merged: Counter[str] = Counter()
+    for topic, count in topics.items():
+        owner = min((name for name in topics if name.endswith(" " + topic)), key=len, default=None)
+        merged[owner or topic] += count
+    return merged

@@ -1,0 +1,81 @@
+"""Hopping event-time windows, with the same ranges as Faust's ``HoppingWindow``.
+
+The worker counts in Faust's windowed tables; offline commands (``wirewatch
+cluster``, ``backtest``) count with :class:`HoppingCounts`, which gives the
+same numbers for the same events. A window is ``[start, start + size)``;
+Faust writes its end as ``start + size - 0.1``, and so does this module, so that
+ranges compare equal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["HoppingWindows", "WindowCount", "WindowCounts", "HoppingCounts"]
+
+
+@dataclass(frozen=True)
+class HoppingWindows:
+    """Windows of ``size`` seconds starting every ``step`` seconds."""
+
+    size: float
+    step: float
+
+    def __post_init__(self) -> None:
+        if self.step <= 0 or self.size < self.step:
+            raise ValueError("window step must be positive and no larger than the window size")
+
+    def ranges(self, timestamp: float) -> list[tuple[float, float]]:
+        """Every window that contains ``timestamp``, oldest first."""
+        first = (timestamp // self.step) * self.step - self.size + self.step
+        return [
+            (float(start), float(start) + self.size - 0.1)
+            for start in range(int(first), int(timestamp) + 1, int(self.step))
+        ]
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    start: float
+    end: float
+    count: int
+
+
+class WindowCounts(Protocol):
+    """Counts of events per key in hopping windows, by event time."""
+
+    def add(self, key: str, timestamp: float) -> None:
+        """Count one event for ``key`` at ``timestamp`` in every window that contains it."""
+
+    def counts(self, key: str, timestamp: float) -> list[WindowCount]:
+        """The count of ``key`` in each window that contains ``timestamp``, oldest first."""
+
+
+class HoppingCounts:
+    """In-memory :class:`WindowCounts`; forgets windows older than ``retain`` seconds before the newest event."""
+
+    def __init__(self, windows: HoppingWindows, retain: float) -> None:
+        self.windows = windows
+        self.retain = retain
+        self._counts: dict[tuple[float, float], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._newest = float("-inf")
+
+    def add(self, key: str, timestamp: float) -> None:
+        for window in self.windows.ranges(timestamp):
+            self._counts[window][key] += 1
+        if timestamp > self._newest:
+            self._newest = timestamp
+            self._forget_before(timestamp - self.retain)
+
+    def counts(self, key: str, timestamp: float) -> list[WindowCount]:
+        result = []
+        for start, end in self.windows.ranges(timestamp):
+            bucket = self._counts.get((start, end))
+            result.append(WindowCount(start, end, bucket.get(key, 0) if bucket else 0))
+        return result
+
+    def _forget_before(self, cutoff: float) -> None:
+        for window in [w for w in self._counts if w[1] < cutoff]:
+            del self._counts[window]
