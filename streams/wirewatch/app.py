@@ -8,11 +8,18 @@ Topology::
 
     wire.raw ──split_pages──▶ <app_id>-brief-candidates ──deduplicate_briefs──▶ wire.briefs
        │                       (keyed by brief id)         (table brief-first-seen)
-       └──────────────▶ wire.raw.dlq
+       ▼                                                          │
+    wire.raw.dlq                            <app_id>-story-input ◀┘ (keyed by story shard)
+                                                   │
+                                             track_stories ──▶ wire.stories, wire.alerts
+                                 (tables: stories, topic-history, alert-state, stream-clock,
+                                  hopping windows topic-window-counts, story-window-counts)
 
 Raw pages are keyed by page URL or source; the candidates topic is keyed by
 brief id so that every snapshot of a brief reaches the same partition, and
-so the partition that owns its entry in the de-duplication table.
+so the partition that owns its entry in the de-duplication table. Story
+input is keyed by one shard key, so one partition (and one worker) sees every
+brief and the stories do not depend on how many workers run.
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ from datetime import datetime, timezone
 import faust
 from faust.types import AgentT, EventT, TableT, TopicT
 
-from .models import Brief
+from .engine import EngineState, create_engine
+from .models import Brief, ClusterInput
 from .pipeline import RawRecord, dead_letter, split_record
 from .settings import Settings
+from .windows import HoppingWindows, WindowCount
+
+STORY_SHARD_KEY = b"stories"
 
 __all__ = ["WirewatchApp", "create_app"]
 
@@ -43,9 +54,31 @@ class WirewatchApp:
     candidates_topic: TopicT
     briefs_topic: TopicT
     dead_letter_topic: TopicT
+    story_input_topic: TopicT
+    stories_topic: TopicT
+    alerts_topic: TopicT
     first_seen: TableT
     split_pages: AgentT
     deduplicate_briefs: AgentT
+    track_stories: AgentT
+
+
+class FaustWindowCounts:
+    """:class:`~wirewatch.windows.WindowCounts` over a hopping Faust table, at explicit event times."""
+
+    def __init__(self, table, windows: HoppingWindows) -> None:
+        self.table = table
+        self.windows = windows
+
+    def add(self, key: str, timestamp: float) -> None:
+        self.table.relative_to(timestamp)[key] += 1
+
+    def counts(self, key: str, timestamp: float) -> list[WindowCount]:
+        # A hopping window's latest range at its own start time is that window.
+        return [
+            WindowCount(start, end, self.table.relative_to(start)[key].value())
+            for start, end in self.windows.ranges(timestamp)
+        ]
 
 
 def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> TopicT:
@@ -89,6 +122,31 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         partitions=settings.topic_partitions,
         help="Brief id → when its first snapshot was fetched (epoch seconds).",
     )
+    story_input_topic = _bytes_topic(app, f"{settings.app_id}-story-input", settings, internal=True)
+    stories_topic = _bytes_topic(app, settings.topic_stories, settings)
+    alerts_topic = _bytes_topic(app, settings.topic_alerts, settings)
+    detector = settings.detector_config()
+    windows = HoppingWindows(detector.window_size, detector.window_step)
+
+    def state_table(name: str, help: str) -> TableT:
+        return app.Table(name, partitions=settings.topic_partitions, help=help)
+
+    def window_table(name: str, help: str):
+        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).hopping(
+            detector.window_size, detector.window_step, expires=settings.window_expires_seconds
+        )
+
+    engine = create_engine(
+        settings,
+        EngineState(
+            stories=state_table("stories", "Story id → active story state."),
+            topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
+            alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
+            stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
+            topic_counts=FaustWindowCounts(window_table("topic-window-counts", "Briefs per topic."), windows),
+            story_counts=FaustWindowCounts(window_table("story-window-counts", "Briefs per story."), windows),
+        ),
+    )
 
     async def publish_dead_letter(letter_json: bytes, key: bytes | None) -> None:
         await dead_letter_topic.send(key=key, value=letter_json)
@@ -116,7 +174,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 continue
             for letter in outcome.dead_letters:
                 await publish_dead_letter(letter.model_dump_json().encode(), record.key)
-            for brief in outcome.briefs:
+            # Oldest first: later stages see a page's briefs in event-time order.
+            for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
                 await candidates_topic.send(
                     key=brief.id.encode(),
                     value=brief.model_dump_json().encode(),
@@ -133,6 +192,33 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             brief = Brief.model_validate_json(event.value)
             first_seen[brief_id] = brief.fetched_at.timestamp()
             await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp)
+            await story_input_topic.send(key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp)
+
+    @app.agent(story_input_topic, name="track_stories")
+    async def track_stories(stream: faust.StreamT) -> None:
+        """Cluster briefs into stories, count them in windows, and raise alerts on spikes."""
+        async for events in stream.take_events(1000, within=settings.story_batch_seconds):
+            # Briefs of one page reach this partition from several candidate
+            # partitions in any interleaving; sorting each short batch by event
+            # time gives the engine the same order however they interleaved.
+            batch = sorted(
+                ((Brief.model_validate_json(event.value), event) for event in events),
+                key=lambda item: (item[0].event_time, item[0].id),
+            )
+            for brief, event in batch:
+                # Table writes go to the changelog partition of the current event.
+                stream._set_current_event(event)
+                result = engine.process(ClusterInput.from_brief(brief))
+                story = result.story
+                await stories_topic.send(
+                    key=story.id.encode(), value=story.model_dump_json().encode(), timestamp=brief.event_time.timestamp()
+                )
+                for alert in result.alerts:
+                    await alerts_topic.send(
+                        key=alert.topic.encode(),
+                        value=alert.model_dump_json().encode(),
+                        timestamp=alert.detected_at.timestamp(),
+                    )
 
     return WirewatchApp(
         app=app,
@@ -141,9 +227,13 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         candidates_topic=candidates_topic,
         briefs_topic=briefs_topic,
         dead_letter_topic=dead_letter_topic,
+        story_input_topic=story_input_topic,
+        stories_topic=stories_topic,
+        alerts_topic=alerts_topic,
         first_seen=first_seen,
         split_pages=split_pages,
         deduplicate_briefs=deduplicate_briefs,
+        track_stories=track_stories,
     )
 
 

@@ -35,7 +35,7 @@ from .spikes import DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
 
-__all__ = ["EngineState", "EngineResult", "StoryEngine"]
+__all__ = ["EngineState", "EngineResult", "StoryEngine", "create_engine", "alert_id"]
 
 _SEVERITIES = ("medium", "high", "critical")
 
@@ -250,3 +250,12 @@ class StoryEngine:
             samples=story["samples"] if story else [],
             detected_at=_utc(timestamp),
         )
+
+
+def create_engine(settings, state: EngineState | None = None) -> StoryEngine:
+    """The engine that ``settings`` (a :class:`~wirewatch.settings.Settings`) describe."""
+    from .terms import AliasTable, LanguageDetector
+
+    detector = settings.detector_config()
+    extractor = TermExtractor(AliasTable.default(settings.aliases_file), LanguageDetector(settings.language_codes()))
+    return StoryEngine(extractor, detector, settings.cluster_config(), state or EngineState.in_memory(detector))

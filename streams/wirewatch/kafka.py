@@ -50,7 +50,13 @@ async def wait_for_broker(settings: Settings, *, timeout: float | None = None, i
 
 def external_topics(settings: Settings) -> list[str]:
     """Topics that other systems read or write; Faust declares only its internal ones."""
-    return [settings.topic_raw, settings.topic_briefs, settings.topic_dead_letters]
+    return [
+        settings.topic_raw,
+        settings.topic_briefs,
+        settings.topic_dead_letters,
+        settings.topic_stories,
+        settings.topic_alerts,
+    ]
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .clustering import ClusterConfig
+from .spikes import DetectorConfig
+
 __all__ = ["Settings"]
 
 
@@ -26,6 +29,8 @@ class Settings(BaseSettings):
     topic_raw: str = "wire.raw"
     topic_briefs: str = "wire.briefs"
     topic_dead_letters: str = "wire.raw.dlq"
+    topic_stories: str = "wire.stories"
+    topic_alerts: str = "wire.alerts"
     topic_partitions: int = Field(default=4, ge=1, description="Partitions of every topic wirewatch creates.")
     topic_replication_factor: int = Field(default=1, ge=1)
     max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger raw values go to the DLQ.")
@@ -41,10 +46,57 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    languages: str = Field(
+        default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
+    )
+    aliases_file: str | None = Field(default=None, description="Extra topic aliases, same format as data/aliases.tsv.")
+    story_similarity: float = Field(default=0.3, gt=0, le=1, description="Cosine similarity to join a story.")
+    story_ttl_seconds: float = Field(default=6 * 3600, gt=0, description="A story expires after this long unextended.")
+    window_size_seconds: float = Field(default=1800, gt=0)
+    window_step_seconds: float = Field(default=300, gt=0)
+    window_expires_seconds: float = Field(
+        default=2 * 86400, gt=0, description="How long Faust keeps a window after it closes (wall clock)."
+    )
+    baseline_half_life_seconds: float = Field(default=6 * 3600, gt=0)
+    prior_rate_per_hour: float = Field(default=0.5, gt=0, description="Cold-start rate of a topic as common as Zipf 4.")
+    prior_strength_seconds: float = Field(default=3600, gt=0)
+    warmup_seconds: float = Field(default=3600, ge=0, description="Observe the stream this long before alerting.")
+    spike_min_count: int = Field(default=3, ge=1)
+    spike_min_ratio: float = Field(default=2.0, ge=1)
+    spike_sensitivity: float = Field(default=4.0, gt=0, description="Alert when -log10 p reaches this.")
+    spike_dispersion: float = Field(default=2.0, gt=0, description="Negative binomial shape; lower = burstier.")
+    alert_cooldown_seconds: float = Field(default=2 * 3600, ge=0)
+    alert_escalation_factor: float = Field(default=2.0, gt=1)
+    story_batch_seconds: float = Field(
+        default=0.5, gt=0, description="The story agent sorts briefs arriving this close together by event time."
+    )
+
     @property
     def broker_url(self) -> str:
         """The bootstrap servers in Faust's ``kafka://`` URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(","))
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(
+            window_size=self.window_size_seconds,
+            window_step=self.window_step_seconds,
+            baseline_half_life=self.baseline_half_life_seconds,
+            prior_rate_per_hour=self.prior_rate_per_hour,
+            prior_strength=self.prior_strength_seconds,
+            warmup=self.warmup_seconds,
+            min_count=self.spike_min_count,
+            min_ratio=self.spike_min_ratio,
+            sensitivity=self.spike_sensitivity,
+            dispersion=self.spike_dispersion,
+            cooldown=self.alert_cooldown_seconds,
+            escalation_factor=self.alert_escalation_factor,
+        )
+
+    def cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(similarity=self.story_similarity, ttl=self.story_ttl_seconds)
+
+    def language_codes(self) -> tuple[str, ...]:
+        return tuple(code.strip().lower() for code in self.languages.split(",") if code.strip())
 
     @property
     def bootstrap_servers(self) -> list[str]:

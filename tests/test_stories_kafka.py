@@ -1,0 +1,60 @@
+"""Stories and alerts through the real broker and a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from kafka_helpers import read_topic, run, wait_until_drained
+from wirewatch.models import Alert, Story
+from wirewatch.parser import parse_page
+
+pytestmark = pytest.mark.kafka
+
+
+def _produce(path, fetched_at: datetime) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", str(path), "--fetched-at", fetched_at.isoformat(), "--source", "seed"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _stage_topics(settings) -> list[str]:
+    return [settings.topic_raw, f"{settings.app_id}-brief-candidates", f"{settings.app_id}-story-input"]
+
+
+def test_the_seed_page_raises_one_greenland_alert_and_a_later_snapshot_none(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path
+):
+    start_worker(wirewatch_env)
+    page = tmp_path / "seed.txt"
+    page.write_text(seed_page, encoding="utf-8")
+    # Faust expires windows by wall clock, so the page is fetched "now".
+    fetched = datetime.now(timezone.utc).replace(microsecond=0)
+    _produce(page, fetched)
+    run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
+    run(wait_until_drained(wirewatch_settings, _stage_topics(wirewatch_settings)))
+    first_alerts = [Alert.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts))]
+
+    briefs = parse_page(seed_page, fetched_at=fetched, source="seed").briefs
+    greenland = {b.id for b in briefs if "Groenland" in b.text}
+    assert len(greenland) == 4
+    assert {a.id for a in first_alerts} == {first_alerts[0].id}, "one spike, one alert (revised as it grows)"
+    latest = max(first_alerts, key=lambda a: a.revision)
+    assert latest.topic == "greenland"
+    assert set(latest.brief_ids) == greenland
+    assert latest.count == 4
+    assert len(latest.story_ids) == 1
+
+    stories = [Story.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories))]
+    assert len(stories) == 8, "one story update per brief"
+    assert latest.story_ids[0] in {s.id for s in stories if set(s.brief_ids) >= greenland}
+
+    _produce(page, fetched + timedelta(minutes=5))
+    run(wait_until_drained(wirewatch_settings, _stage_topics(wirewatch_settings)))
+    assert len(run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts))) == len(first_alerts)
+    assert len(run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories))) == 8
