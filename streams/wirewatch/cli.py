@@ -210,6 +210,103 @@ async def _tail(
         await consumer.stop()
 
 
+class _Progress:
+    """A one-line progress counter on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int | None = None) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.enabled = sys.stderr.isatty()
+
+    def step(self, count: int = 1) -> None:
+        self.done += count
+        if self.enabled and (self.done % 200 == 0 or self.done == self.total):
+            total = f"/{self.total}" if self.total else ""
+            sys.stderr.write(f"\r{self.label}: {self.done}{total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            sys.stderr.write("\n")
+
+
+def _json_lines(path: str):
+    """(line number, parsed object) of every non-blank line of a JSON-lines file or stdin."""
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as error:
+        _fail(f"cannot read {path}: {error.strerror}", 2)
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield number, orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    _fail(f"{path}:{number}: not JSON: {error}")
+
+
+@main.command()
+@click.argument("briefs", default="-")
+def cluster(briefs: str) -> None:
+    """Replay BRIEFS (JSON lines; - for stdin) through the story engine, offline.
+
+    Each line needs id, text and published_at (a Brief's event_time stands in
+    for a null published_at); headline, language and city are optional. Briefs
+    run in published_at order. Prints {"type": "assignment", ...} for every
+    brief and {"type": "alert", ...} for every alert raised or revised.
+    """
+    from pydantic import ValidationError
+
+    from .engine import create_engine
+    from .models import ClusterInput
+
+    inputs = []
+    for number, document in _json_lines(briefs):
+        try:
+            inputs.append(ClusterInput.model_validate(document))
+        except ValidationError as error:
+            problem = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "brief"
+            _fail(f"{briefs}:{number}: invalid brief: {where}: {problem['msg']}")
+    engine = create_engine(Settings())
+    progress = _Progress("clustered", len(inputs))
+    for brief in sorted(inputs, key=lambda b: (b.published_at, b.id)):
+        result = engine.process(brief)
+        _write_json_line(
+            {"type": "assignment", "brief_id": brief.id, "story_id": result.story.id, "story_label": result.story.label}
+        )
+        for alert in result.alerts:
+            _write_json_line({"type": "alert", **alert.model_dump(mode="json")})
+        progress.step()
+    progress.close()
+
+
+@main.command()
+@click.argument("counts", default="-")
+@click.option("--topic", default="series", show_default=True, help="Topic name for a timestamp,count file.")
+def backtest(counts: str, topic: str) -> None:
+    """Run the spike detector over COUNTS (CSV: timestamp,count or timestamp,topic,count); one JSON alert per line.
+
+    Uses the worker's settings (WIREWATCH_WINDOW_*, WIREWATCH_SPIKE_*, ...), so a
+    desk can tune them on its own history. Rows run in timestamp order; a
+    header row is optional.
+    """
+    from .backtest import read_counts, run_backtest
+
+    try:
+        handle = sys.stdin if counts == "-" else open(counts, encoding="utf-8", newline="")
+    except OSError as error:
+        _fail(f"cannot read {counts}: {error.strerror}", 2)
+    with handle:
+        try:
+            rows = read_counts(handle, default_topic=topic)
+        except ValueError as error:
+            _fail(f"{counts}: {error}")
+    progress = _Progress("rows", len(rows))
+    for alert in run_backtest(rows, Settings().detector_config(), on_row=progress.step):
+        _write_json_line(alert.model_dump(mode="json"))
+    progress.close()
+
+
 @main.command()
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:

@@ -25,6 +25,7 @@ Pure Python: no Kafka, no Faust.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from .spikes import DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
 
-__all__ = ["EngineState", "EngineResult", "StoryEngine", "create_engine", "alert_id"]
+__all__ = ["EngineState", "EngineResult", "SpikeTracker", "StoryEngine", "create_engine", "alert_id"]
 
 _SEVERITIES = ("medium", "high", "critical")
 
@@ -77,78 +78,75 @@ def topic_zipf(topic: str, language: str | None) -> float:
     return 8.0 - term_rarity(topic, language)
 
 
-class StoryEngine:
-    def __init__(
-        self,
-        extractor: TermExtractor,
-        detector: DetectorConfig,
-        clustering: ClusterConfig,
-        state: EngineState,
-    ) -> None:
-        self.extractor = extractor
-        self.config = detector
-        self.detector = SpikeDetector(detector)
-        self.clusterer = Clusterer(clustering, state.stories)
+class SpikeTracker:
+    """Window counts, topic histories and alert state: everything between a mention and an alert."""
+
+    def __init__(self, config: DetectorConfig, state: EngineState) -> None:
+        self.config = config
+        self.detector = SpikeDetector(config)
         self.state = state
 
-    def process(self, brief: ClusterInput) -> EngineResult:
+    prune_every = 500
+
+    def advance(self, timestamp: float) -> tuple[float, float]:
+        """Move the stream clock; return (observed_since, watermark)."""
+        stream = self.state.stream
+        observed_since = min(stream.get("observed_since", timestamp), timestamp)
+        watermark = max(stream.get("watermark", timestamp), timestamp)
+        processed = stream.get("processed", 0) + 1
+        stream["observed_since"], stream["watermark"], stream["processed"] = observed_since, watermark, processed
+        if processed % self.prune_every == 0:
+            self.prune(watermark)
+        return observed_since, watermark
+
+    def prune(self, watermark: float) -> None:
+        """Forget alerts past their cooldown and topics whose history has decayed to nothing."""
+        config = self.config
+        stale_alerts = [
+            key for key, record in self.state.alerts.items() if watermark - record["raised_at"] > config.cooldown
+        ]
+        for key in stale_alerts:
+            del self.state.alerts[key]
+        horizon = config.window_size * 2 + config.decay_time * math.log(1000)
+        stale_topics = [
+            topic
+            for topic, data in self.state.topic_history.items()
+            if max([data["mass_time"] or float("-inf")] + [m[0] for m in data["recent"]]) < watermark - horizon
+        ]
+        for topic in stale_topics:
+            del self.state.topic_history[topic]
+
+    def observe(
+        self, mentions: dict[str, list[str]], timestamp: float, story_id: str, language: str | None
+    ) -> list[Alert]:
+        """Count ``mentions`` (topic → brief ids naming it at ``timestamp``) and return alerts raised or revised."""
         state, config = self.state, self.config
-        timestamp = brief.published_at.timestamp()
-        terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
-        observed_since = min(state.stream.get("observed_since", timestamp), timestamp)
-        watermark = max(state.stream.get("watermark", timestamp), timestamp)
-        state.stream["observed_since"] = observed_since
-        state.stream["watermark"] = watermark
-
-        self.clusterer.expire(watermark)
-        story, opened, _ = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
-        state.story_counts.add(story["id"], timestamp)
-        story_window = max(w.count for w in state.story_counts.counts(story["id"], timestamp))
-
+        observed_since, _ = self.advance(timestamp)
         evaluations: list[Evaluation] = []
-        for topic in terms.topics:
-            state.topic_counts.add(topic, timestamp)
+        for topic, brief_ids in mentions.items():
             history = TopicHistory.from_dict(state.topic_history.get(topic))
-            history.add(timestamp, brief.id, story["id"], keep=config.window_size * 2, decay_time=config.decay_time)
+            for brief_id in brief_ids:
+                state.topic_counts.add(topic, timestamp)
+                history.add(timestamp, brief_id, story_id, keep=config.window_size * 2, decay_time=config.decay_time)
             state.topic_history[topic] = history.to_dict()
             busiest = max(state.topic_counts.counts(topic, timestamp), key=lambda w: (w.count, -w.start))
             evaluations.append(
                 self.detector.evaluate(
-                    topic,
-                    busiest.start,
-                    busiest.end,
-                    busiest.count,
-                    history,
-                    observed_since,
-                    topic_zipf(topic, terms.language),
+                    topic, busiest.start, busiest.end, busiest.count, history, observed_since, topic_zipf(topic, language)
                 )
             )
-        alerts = self._alerts(evaluations, story, timestamp, terms.language)
-        result_story = Story(
-            id=story["id"],
-            label=Clusterer.label(story),
-            topics=story["topics"],
-            top_terms=list(story["centroid"])[:10],
-            brief_ids=story["brief_ids"],
-            brief_count=story["count"],
-            first_seen=_utc(story["first_seen"]),
-            last_seen=_utc(story["last_seen"]),
-            window_count=story_window,
-            samples=story["samples"],
-            opened=opened,
-            brief_id=brief.id,
-        )
-        return EngineResult(result_story, alerts)
+        return self._alerts(evaluations, story_id, timestamp, language)
 
-    def _active(self, topic: str, timestamp: float) -> dict | None:
-        record = self.state.alerts.get(topic)
+    def _active(self, key: str, timestamp: float) -> dict | None:
+        record = self.state.alerts.get(key)
         if record and abs(timestamp - record["raised_at"]) < self.config.cooldown:
             return record
         return None
 
-    def _alerts(self, evaluations: list[Evaluation], story: dict, timestamp: float, language: str | None) -> list[Alert]:
+    def _alerts(self, evaluations: list[Evaluation], story_id: str, timestamp: float, language: str | None) -> list[Alert]:
         touched: list[str] = []  # topics whose alert changed, emitted once each at the end
-        candidates = [e.topic for e in evaluations] + ([story["alert_topic"]] if story.get("alert_topic") else [])
+        story_alert = self._active(f"story:{story_id}", timestamp)
+        candidates = [e.topic for e in evaluations] + ([story_alert["topic"]] if story_alert else [])
         before = {topic: self.state.alerts.get(topic) for topic in candidates}
         fresh: list[Evaluation] = []
         for evaluation in evaluations:
@@ -160,7 +158,7 @@ class StoryEngine:
                 self._revise(evaluation.topic, record, evaluation)
                 touched.append(evaluation.topic)
         if fresh:
-            touched.append(self._raise(fresh, story, timestamp, language))
+            touched.append(self._raise(fresh, story_id, story_alert, timestamp, language))
         alerts = []
         for topic in dict.fromkeys(touched):
             record = self.state.alerts[topic]
@@ -171,16 +169,18 @@ class StoryEngine:
             alerts.append(self._emit(topic, record, timestamp))
         return alerts
 
-    def _raise(self, fresh: list[Evaluation], story: dict, timestamp: float, language: str | None) -> str:
+    def _raise(
+        self, fresh: list[Evaluation], story_id: str, story_alert: dict | None, timestamp: float, language: str | None
+    ) -> str:
         """Raise one alert for topics spiking together, or fold them into the story's active alert."""
-        story_alert = story.get("alert_topic")
-        owner = self._active(story_alert, timestamp) if story_alert else None
+        owner_topic = story_alert["topic"] if story_alert else None
+        owner = self._active(owner_topic, timestamp) if owner_topic else None
         if owner is not None and owner.get("covered_by") is None:
             record = dict(owner)
             record["related"] = sorted(set(record["related"]) | {e.topic for e in fresh})
-            self.state.alerts[story_alert] = record
-            self._cover([e.topic for e in fresh], story_alert, timestamp)
-            return story_alert
+            self.state.alerts[owner_topic] = record
+            self._cover([e.topic for e in fresh], owner_topic, timestamp)
+            return owner_topic
         fresh = sorted(fresh, key=lambda e: (-e.score, topic_zipf(e.topic, language), e.topic))
         lead, others = fresh[0], fresh[1:]
         self.state.alerts[lead.topic] = {
@@ -195,12 +195,10 @@ class StoryEngine:
             "baseline": lead.baseline,
             "score": lead.score,
             "related": sorted(e.topic for e in others),
-            "story_id": story["id"],
+            "story_id": story_id,
         }
         self._cover([e.topic for e in others], lead.topic, timestamp)
-        story_record = dict(self.state.stories[story["id"]])
-        story_record["alert_topic"] = lead.topic
-        self.state.stories[story["id"]] = story_record
+        self.state.alerts[f"story:{story_id}"] = {"topic": lead.topic, "raised_at": timestamp}
         return lead.topic
 
     def _cover(self, topics: list[str], owner: str, timestamp: float) -> None:
@@ -228,15 +226,13 @@ class StoryEngine:
         mentions = history.mentions_between(record["window_start"], record["window_end"])
         story_ids = sorted({story_id for _, _, story_id in mentions} | {record["story_id"]})
         story = self.state.stories.get(record["story_id"])
-        label = Clusterer.label(story) if story else topic
         sensitivity = self.config.sensitivity
         level = 2 if record["score"] >= 3 * sensitivity else 1 if record["score"] >= 2 * sensitivity else 0
-        severity = _SEVERITIES[min(level + record["escalation"], len(_SEVERITIES) - 1)]
         return Alert(
             id=record["id"],
             revision=record["revision"],
             topic=topic,
-            label=label,
+            label=Clusterer.label(story) if story else topic,
             related_topics=record["related"],
             story_ids=story_ids,
             window_start=_utc(record["window_start"]),
@@ -244,12 +240,53 @@ class StoryEngine:
             count=record["count"],
             baseline=round(record["baseline"], 6),
             score=round(record["score"], 3),
-            severity=severity,
+            severity=_SEVERITIES[min(level + record["escalation"], len(_SEVERITIES) - 1)],
             escalation=record["escalation"],
             brief_ids=[brief_id for _, brief_id, _ in mentions],
             samples=story["samples"] if story else [],
             detected_at=_utc(timestamp),
         )
+
+
+class StoryEngine:
+    """Term extraction, clustering and spike tracking for one brief at a time."""
+
+    def __init__(
+        self,
+        extractor: TermExtractor,
+        detector: DetectorConfig,
+        clustering: ClusterConfig,
+        state: EngineState,
+    ) -> None:
+        self.extractor = extractor
+        self.clusterer = Clusterer(clustering, state.stories)
+        self.spikes = SpikeTracker(detector, state)
+        self.state = state
+
+    def process(self, brief: ClusterInput) -> EngineResult:
+        timestamp = brief.published_at.timestamp()
+        terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
+        _, watermark = self.spikes.advance(timestamp)
+        self.clusterer.expire(watermark)
+        story, opened, _ = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
+        self.state.story_counts.add(story["id"], timestamp)
+        story_window = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
+        alerts = self.spikes.observe({topic: [brief.id] for topic in terms.topics}, timestamp, story["id"], terms.language)
+        result_story = Story(
+            id=story["id"],
+            label=Clusterer.label(story),
+            topics=story["topics"],
+            top_terms=list(story["centroid"])[:10],
+            brief_ids=story["brief_ids"],
+            brief_count=story["count"],
+            first_seen=_utc(story["first_seen"]),
+            last_seen=_utc(story["last_seen"]),
+            window_count=story_window,
+            samples=story["samples"],
+            opened=opened,
+            brief_id=brief.id,
+        )
+        return EngineResult(result_story, alerts)
 
 
 def create_engine(settings, state: EngineState | None = None) -> StoryEngine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Envelope",
@@ -110,6 +110,14 @@ class ClusterInput(BaseModel):
     headline: str | None = None
     language: str | None = None
     city: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _event_time_stands_in(cls, data: object) -> object:
+        # A Brief line may carry a null published_at (a lead); its event_time is the time to use.
+        if isinstance(data, dict) and data.get("published_at") is None and data.get("event_time") is not None:
+            return {**data, "published_at": data["event_time"]}
+        return data
 
     @classmethod
     def from_brief(cls, brief: Brief) -> "ClusterInput":
