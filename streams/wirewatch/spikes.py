@@ -201,6 +201,6 @@ class SpikeDetector:
             count >= config.min_count
             and count >= config.min_ratio * baseline
             and score >= config.sensitivity
-            and window_start - observed_since >= config.warmup
+            and max(window_start - observed_since, 0.0) >= config.warmup
         )
         return Evaluation(topic, window_start, window_end, count, baseline, score, is_spike)

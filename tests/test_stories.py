@@ -1,0 +1,279 @@
+"""Term extraction, clustering, windows, the spike detector and the engine, without a broker."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from wirewatch.backtest import read_counts, run_backtest
+from wirewatch.clustering import ClusterConfig
+from wirewatch.engine import EngineState, StoryEngine
+from wirewatch.models import ClusterInput
+from wirewatch.parser import parse_page
+from wirewatch.spikes import DetectorConfig, TopicHistory, negative_binomial_tail, surprise
+from wirewatch.terms import AliasTable, LanguageDetector, TermExtractor
+from wirewatch.windows import HoppingCounts, HoppingWindows
+
+FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture(scope="module")
+def extractor() -> TermExtractor:
+    return TermExtractor(AliasTable.default(), LanguageDetector(("nl", "en", "de", "fr")))
+
+
+def engine(extractor, **detector) -> StoryEngine:
+    config = DetectorConfig(**detector)
+    return StoryEngine(extractor, config, ClusterConfig(), EngineState.in_memory(config))
+
+
+def seed_inputs(seed_page) -> list[ClusterInput]:
+    briefs = parse_page(seed_page, fetched_at=FETCHED, source="seed").briefs
+    return sorted((ClusterInput.from_brief(b) for b in briefs), key=lambda b: (b.published_at, b.id))
+
+
+class TestTerms:
+    @pytest.mark.parametrize(
+        ("text", "topic"),
+        [
+            ("Trump wil Groenland kopen.", "greenland"),
+            ("Trump wants to buy Greenland.", "greenland"),
+            ("Trump vil købe Grønland.", "greenland"),
+            ("Het gesprek met Denemarken liep vast.", "denmark"),
+            ("Talks with Denmark stalled.", "denmark"),
+            ("De Deense premier reageerde.", "denmark"),
+            ("De VS reageerden verbaasd.", "united states"),
+            ("De Verenigde Staten reageerden.", "united states"),
+            ("De Amerikaanse president sprak.", "united states"),
+            ("Noord-Korea testte een raket.", "north korea"),
+            ("Noord-Koreanen vechten mee.", "north korea"),
+            ("Noord-Koreaanse troepen zijn gezien.", "north korea"),
+        ],
+    )
+    def test_names_of_one_thing_are_one_topic(self, extractor, text, topic):
+        assert topic in extractor.extract(text).topics
+
+    def test_abbreviations_match_only_in_capitals(self, extractor):
+        assert "united states" not in extractor.extract("He told us the plan was ready.").topics
+        assert "united states" in extractor.extract("The US said the plan was ready.").topics
+
+    def test_names_and_short_forms(self, extractor):
+        terms = extractor.extract("De Amerikaanse president Donald Trump sprak in Davos. Trump zei dat hij wil onderhandelen.")
+        assert "donald trump" in terms.topics and "trump" not in terms.topics
+        assert "davos" in terms.topics
+        assert "onderhandelen" in terms.weights, "content words stay, lemmatised"
+        assert "dat" not in terms.weights and "de" not in terms.weights, "stopwords go"
+
+    def test_sentence_openers_are_not_names(self, extractor):
+        terms = extractor.extract("Volgens de bronnen gebeurde het gisteren. Dat is opvallend.")
+        assert terms.topics == ()
+
+    def test_language_is_detected_per_text(self, extractor):
+        assert extractor.extract("De Amerikaanse president wil onmiddellijk onderhandelen met Denemarken.").language == "nl"
+        assert extractor.extract("The American president wants to negotiate with Denmark at once.").language == "en"
+
+    def test_unknown_languages_degrade_to_plain_words(self):
+        plain = TermExtractor(AliasTable.default(), None)
+        terms = plain.extract("Kashiwazaki-Kariwa taas käynnissä Japanissa.")
+        assert "kashiwazaki kariwa" in terms.topics
+        assert terms.language is None and terms.weights
+
+    def test_users_can_extend_the_aliases(self, tmp_path, extractor):
+        extra = tmp_path / "aliases.tsv"
+        extra.write_text("# desk additions\nworld economic forum\tWEF | Wereld Economisch Forum\n", encoding="utf-8")
+        custom = TermExtractor(AliasTable.default(extra), None)
+        assert "world economic forum" in custom.extract("Het WEF begint maandag.").topics
+        assert "world economic forum" not in extractor.extract("Het WEF begint maandag.").topics
+
+
+class TestClustering:
+    def test_one_story_phrased_differently_is_one_story(self, extractor):
+        stories = engine(extractor)
+        texts = [
+            "De Amerikaanse president Donald Trump wil Groenland kopen van Denemarken.",
+            "Trump zegt dat de Verenigde Staten Groenland nodig hebben; Denemarken weigert.",
+            "US President Donald Trump again said he wants to buy Greenland from Denmark.",
+        ]
+        ids = {
+            stories.process(ClusterInput(id=f"b{i}", text=text, published_at=FETCHED + timedelta(minutes=i))).story.id
+            for i, text in enumerate(texts)
+        }
+        assert len(ids) == 1
+
+    def test_unrelated_briefs_are_separate_stories(self, extractor):
+        stories = engine(extractor)
+        texts = [
+            "Japan heeft de kerncentrale Kashiwazaki-Kariwa weer opgestart.",
+            "De Amerikaanse speciale gezant Steve Witkoff reist naar Rusland voor een ontmoeting met Poetin.",
+            "Het Europees Parlement laakt de importtarieven op Groenland en Denemarken.",
+        ]
+        ids = {
+            stories.process(ClusterInput(id=f"b{i}", text=text, published_at=FETCHED + timedelta(minutes=i))).story.id
+            for i, text in enumerate(texts)
+        }
+        assert len(ids) == 3
+
+    def test_the_seed_greenland_briefs_share_a_story(self, extractor, seed_page):
+        stories = engine(extractor)
+        assignments = {b.id: stories.process(b).story.id for b in seed_inputs(seed_page)}
+        greenland = {b.id for b in seed_inputs(seed_page) if "Groenland" in b.text}
+        assert len({assignments[i] for i in greenland}) == 1
+        others = {assignments[i] for i in assignments if i not in greenland}
+        assert assignments[next(iter(greenland))] not in others
+
+    def test_stories_expire(self, extractor):
+        stories = engine(extractor)
+        first = stories.process(ClusterInput(id="a", text="Groenland en Denemarken praten.", published_at=FETCHED))
+        stories.process(ClusterInput(id="b", text="Iets heel anders over Japan.", published_at=FETCHED + timedelta(hours=7)))
+        assert first.story.id not in stories.state.stories
+        again = stories.process(
+            ClusterInput(id="c", text="Groenland en Denemarken praten.", published_at=FETCHED + timedelta(hours=7))
+        )
+        assert again.story.id == "story-c"
+
+
+class TestWindows:
+    def test_ranges_match_faust_hopping_windows(self):
+        from faust.windows import HoppingWindow
+
+        ours, faust_window = HoppingWindows(1800, 300), HoppingWindow(1800, 300)
+        rng = random.Random(7)
+        for _ in range(500):
+            timestamp = T0 + rng.uniform(0, 86400)
+            assert ours.ranges(timestamp) == [tuple(r) for r in faust_window.ranges(timestamp)]
+
+    def test_counts_per_window(self):
+        counts = HoppingCounts(HoppingWindows(1800, 300), retain=7200)
+        for minutes in (0, 4, 12, 29, 31):
+            counts.add("k", T0 + minutes * 60)
+        by_start = {w.start: w.count for w in counts.counts("k", T0 + 29 * 60)}
+        assert sorted(by_start) == [T0 + m * 60 for m in range(0, 30, 5)]
+        assert by_start[T0] == 4  # [0, 30) holds 0, 4, 12, 29
+        assert by_start[T0 + 300] == 3  # [5, 35) holds 12, 29, 31
+        assert by_start[T0 + 1500] == 2  # [25, 55) holds 29, 31
+
+    def test_step_larger_than_size_is_rejected(self):
+        with pytest.raises(ValueError):
+            HoppingWindows(300, 600)
+
+
+class TestDetector:
+    def test_negative_binomial_tail_against_a_direct_sum(self):
+        mean, shape = 1.5, 2.0
+        p = shape / (shape + mean)
+        pmf = [math.comb(k + 1, k) * p**2 * (1 - p) ** k for k in range(200)]  # shape 2: C(k+1, k)
+        for count in (0, 1, 3, 8, 20):
+            assert negative_binomial_tail(count, mean, shape) == pytest.approx(sum(pmf[count:]), rel=1e-9)
+
+    def test_surprise_grows_with_the_count_and_shrinks_with_the_mean(self):
+        assert surprise(4, 0.1, 2.0) > surprise(3, 0.1, 2.0) > surprise(3, 1.0, 2.0)
+        assert surprise(0, 1.0, 2.0) == 0.0
+
+    def test_overdispersion_is_more_forgiving_than_poisson(self):
+        # shape → ∞ is Poisson; shape 2 lets bursty news through.
+        assert surprise(10, 3.0, 2.0) < surprise(10, 3.0, 1e6)
+
+    def test_history_excludes_the_window_under_test(self):
+        history = TopicHistory()
+        decay = DetectorConfig().decay_time
+        for minute in range(0, 60, 10):
+            history.add(T0 + minute * 60, f"b{minute}", "s", keep=3600, decay_time=decay)
+        assert history.mass_before(T0, decay) == 0
+        assert history.mass_before(T0 + 3600, decay) == pytest.approx(
+            sum(math.exp(-(3600 - m * 60) / decay) for m in range(0, 60, 10))
+        )
+
+
+def series(function, *, days=3, step=300) -> str:
+    lines = ["timestamp,count"]
+    for index in range(int(days * 86400 / step)):
+        timestamp = T0 + index * step
+        lines.append(f"{datetime.fromtimestamp(timestamp, timezone.utc).isoformat()},{function(timestamp, index)}")
+    return "\n".join(lines)
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def backtest(text: str) -> list:
+    return list(run_backtest(read_counts(io.StringIO(text), default_topic="topic"), DetectorConfig()))
+
+
+class TestBacktest:
+    def test_a_flat_series_raises_nothing(self):
+        assert backtest(series(lambda t, i: 2)) == []
+
+    def test_a_daily_cycle_alone_raises_nothing(self):
+        rng = random.Random(3)
+        daily = lambda t, i: poisson(rng, 2.0 * (1 + 0.8 * math.sin(2 * math.pi * (t % 86400) / 86400)))  # noqa: E731
+        assert backtest(series(daily, days=4)) == []
+
+    def test_an_injected_burst_alerts_in_the_window_where_it_starts(self):
+        rng = random.Random(5)
+        burst_start = 600  # steps of 5 minutes: 50 hours in
+        text = series(lambda t, i: poisson(rng, 0.3) + (6 if burst_start <= i < burst_start + 4 else 0))
+        alerts = backtest(text)
+        assert alerts, "the burst is detected"
+        first = alerts[0]
+        start = T0 + burst_start * 300
+        assert first.window_start.timestamp() <= start <= first.window_end.timestamp()
+        assert first.detected_at.timestamp() - start <= 2 * 300
+        assert {a.id for a in alerts} == {first.id} or any(a.escalation for a in alerts)
+
+    def test_three_column_files_track_each_topic(self):
+        rows = ["timestamp,topic,count"]
+        for index in range(600):
+            stamp = datetime.fromtimestamp(T0 + index * 300, timezone.utc).isoformat()
+            rows.append(f"{stamp},steady,1")
+            rows.append(f"{stamp},sudden,{8 if 500 <= index < 503 else 0}")
+        alerts = backtest("\n".join(rows))
+        assert {a.topic for a in alerts} == {"sudden"}
+
+    def test_bad_rows_name_their_line(self):
+        with pytest.raises(ValueError, match="line 3"):
+            read_counts(io.StringIO("timestamp,count\n2026-01-01T00:00:00Z,1\n2026-01-01T00:05:00Z,many\n"), default_topic="t")
+
+
+class TestEngine:
+    def test_the_seed_page_raises_one_alert_on_greenland(self, extractor, seed_page):
+        stories = engine(extractor)
+        alerts = [alert for brief in seed_inputs(seed_page) for alert in stories.process(brief).alerts]
+        greenland = {b.id for b in seed_inputs(seed_page) if "Groenland" in b.text}
+        assert {a.id for a in alerts} == {alerts[0].id}
+        final = alerts[-1]
+        assert final.topic == "greenland" and set(final.brief_ids) == greenland and final.count == 4
+        assert [a.revision for a in alerts] == list(range(1, len(alerts) + 1))
+
+    def test_single_brief_stories_raise_nothing(self, extractor, seed_page):
+        stories = engine(extractor)
+        singles = [b for b in seed_inputs(seed_page) if "Groenland" not in b.text]
+        assert [alert for brief in singles for alert in stories.process(brief).alerts] == []
+
+    def test_replaying_the_same_briefs_gives_the_same_stories_and_alerts(self, extractor, seed_page):
+        def replay():
+            stories = engine(extractor)
+            results = [stories.process(brief) for brief in seed_inputs(seed_page)]
+            return [r.story for r in results], [a for r in results for a in r.alerts]
+
+        assert replay() == replay()
+
+    def test_an_escalating_spike_raises_a_new_alert(self, extractor):
+        stories = engine(extractor, warmup=0)
+        ids = set()
+        for minute in range(14):
+            text = f"Groenland: Trump stuurt schepen naar Groenland, bericht {minute}."
+            brief = ClusterInput(id=f"g{minute}", text=text, published_at=FETCHED + timedelta(minutes=minute))
+            ids |= {(a.id, a.escalation) for a in stories.process(brief).alerts if a.topic == "greenland"}
+        levels = {level for _, level in ids}
+        assert 0 in levels and 1 in levels
+        assert len({alert_id for alert_id, _ in ids}) == len(levels)
