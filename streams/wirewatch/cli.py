@@ -308,6 +308,143 @@ def backtest(counts: str, topic: str) -> None:
 
 
 @main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write pages, briefs and truth here.")
+@click.option("--produce", "produce_pages", is_flag=True, help="Also publish the snapshots to the raw topic.")
+@click.option("--hours", type=float, default=24.0, show_default=True)
+@click.option("--spikes", type=int, default=8, show_default=True, help="Injected stories with a burst of briefs.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--start", help="Start of the feed (ISO 8601); default: HOURS before now.")
+def simulate(out_dir: str | None, produce_pages: bool, hours: float, spikes: int, seed: int, start: str | None) -> None:
+    """Generate a synthetic wire feed with known stories and spikes.
+
+    Writes OUT/pages/*.txt (the snapshots), OUT/snapshots.jsonl (their
+    envelopes), OUT/briefs.jsonl (what the worker publishes from them) and
+    OUT/truth.jsonl (every brief's story and spike, every spike's start); with
+    --produce, publishes the snapshots to the raw topic in fetch order.
+    Prints one JSON summary line.
+    """
+    from datetime import timedelta
+
+    from .simulation import Scenario, simulate as run_simulation
+
+    if not out_dir and not produce_pages:
+        raise click.UsageError("give --out DIR, --produce, or both")
+    begin = _parse_time(start) if start else datetime.now(timezone.utc) - timedelta(hours=hours)
+    simulation = run_simulation(Scenario(hours=hours, spikes=spikes, seed=seed), begin)
+    envelopes = [
+        Envelope(source="simulation", url="https://wire.example/buitenland", fetched_at=s.fetched_at, body=s.page)
+        for s in simulation.snapshots
+    ]
+    summary = {"snapshots": len(envelopes), "briefs": len(simulation.briefs), "spikes": len(simulation.spikes)}
+    if out_dir:
+        summary.update(_write_simulation(Path(out_dir), simulation, envelopes))
+    if produce_pages:
+        records = [
+            (b"https://wire.example/buitenland", envelope.model_dump_json(exclude_none=True).encode(), [])
+            for envelope in envelopes
+        ]
+        try:
+            with open("/dev/null", "w") as quiet, _stdout_to(quiet):
+                asyncio.run(_produce(Settings(), records))
+        except WirewatchError as error:
+            _fail(str(error))
+        summary["produced"] = len(records)
+    _write_json_line(summary)
+
+
+class _stdout_to:
+    """Send what a block writes to stdout elsewhere (the per-record lines of _produce)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def __enter__(self) -> None:
+        self.saved = sys.stdout
+        sys.stdout = self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self.saved
+
+
+def _write_simulation(out: Path, simulation, envelopes: list[Envelope]) -> dict:
+    from .pipeline import parse_envelope
+
+    pages = out / "pages"
+    pages.mkdir(parents=True, exist_ok=True)
+    published: dict[str, str] = {}
+    with (out / "snapshots.jsonl").open("w", encoding="utf-8") as snapshots:
+        for index, envelope in enumerate(envelopes):
+            (pages / f"{index:05d}.txt").write_text(envelope.body, encoding="utf-8")
+            snapshots.write(envelope.model_dump_json(exclude_none=True) + "\n")
+            for brief in parse_envelope(envelope).briefs:
+                published.setdefault(brief.id, brief.model_dump_json())
+    (out / "briefs.jsonl").write_text("".join(line + "\n" for line in published.values()), encoding="utf-8")
+    with (out / "truth.jsonl").open("w", encoding="utf-8") as truth:
+        for brief in simulation.briefs:
+            truth.write(
+                json.dumps(
+                    {
+                        "type": "brief",
+                        "id": brief.id,
+                        "story": brief.story,
+                        "topic": brief.topic,
+                        "spike": brief.spike,
+                        "published_at": brief.published_at.isoformat(),
+                        "captured": brief.id in published,
+                    }
+                )
+                + "\n"
+            )
+        for spike in simulation.spikes:
+            truth.write(
+                json.dumps(
+                    {"type": "spike", "id": spike.id, "topic": spike.topic, "story": spike.story,
+                     "start": spike.start.isoformat(), "size": spike.size}
+                )
+                + "\n"
+            )
+    return {"out": str(out), "published_briefs": len(published)}
+
+
+@main.command()
+@click.argument("truth")
+@click.argument("results", default="-")
+def evaluate(truth: str, results: str) -> None:
+    """Score RESULTS (the output of 'wirewatch cluster') against a simulation's TRUTH; prints one JSON object."""
+    from .evaluation import score_alerts, score_clusters
+
+    truth_story: dict[str, str] = {}
+    brief_spike: dict[str, str | None] = {}
+    spikes = []
+    for _, line in _json_lines(truth):
+        if line.get("type") == "brief":
+            truth_story[line["id"]] = line["story"]
+            brief_spike[line["id"]] = line["spike"]
+        elif line.get("type") == "spike":
+            spikes.append({"id": line["id"], "start": datetime.fromisoformat(line["start"]).timestamp()})
+    predicted: dict[str, str] = {}
+    alerts = []
+    for number, line in _json_lines(results):
+        if line.get("type") == "assignment":
+            predicted[line["brief_id"]] = line["story_id"]
+        elif line.get("type") == "alert":
+            alerts.append(
+                {
+                    "id": line["id"],
+                    "revision": line.get("revision", 1),
+                    "brief_ids": line["brief_ids"],
+                    "detected_at": datetime.fromisoformat(line["detected_at"]).timestamp(),
+                }
+            )
+        else:
+            _fail(f"{results}:{number}: expected 'wirewatch cluster' output (type assignment or alert)")
+    if not predicted:
+        _fail(f"{results}: no assignments to score")
+    report = {"alerts": score_alerts(spikes, brief_spike, alerts), "stories": score_clusters(truth_story, predicted)}
+    click.echo(json.dumps(report, indent=2))
+
+
+@main.command()
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:
     """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""

@@ -25,7 +25,7 @@ __all__ = ["ClusterConfig", "Clusterer", "cosine"]
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    similarity: float = 0.3
+    similarity: float = 0.25
     ttl: float = 6 * 3600.0
     max_terms: int = 60
     max_brief_ids: int = 500

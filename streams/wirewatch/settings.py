@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
     )
     aliases_file: str | None = Field(default=None, description="Extra topic aliases, same format as data/aliases.tsv.")
-    story_similarity: float = Field(default=0.3, gt=0, le=1, description="Cosine similarity to join a story.")
+    story_similarity: float = Field(default=0.25, gt=0, le=1, description="Cosine similarity to join a story.")
     story_ttl_seconds: float = Field(default=6 * 3600, gt=0, description="A story expires after this long unextended.")
     window_size_seconds: float = Field(default=1800, gt=0)
     window_step_seconds: float = Field(default=300, gt=0)
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     spike_sensitivity: float = Field(default=4.0, gt=0, description="Alert when -log10 p reaches this.")
     spike_dispersion: float = Field(default=2.0, gt=0, description="Negative binomial shape; lower = burstier.")
     alert_cooldown_seconds: float = Field(default=2 * 3600, ge=0)
-    alert_escalation_factor: float = Field(default=2.0, gt=1)
+    alert_escalation_factor: float = Field(default=3.0, gt=1)
     story_batch_seconds: float = Field(
         default=0.5, gt=0, description="The story agent sorts briefs arriving this close together by event time."
     )

@@ -56,7 +56,7 @@ class DetectorConfig:
     sensitivity: float = 4.0
     dispersion: float = 2.0
     cooldown: float = 2 * 3600.0
-    escalation_factor: float = 2.0
+    escalation_factor: float = 3.0
 
     @property
     def decay_time(self) -> float:

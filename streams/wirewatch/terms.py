@@ -150,6 +150,16 @@ def term_rarity(term: str, language: str | None) -> float:
     return max(8.0 - zipf, 0.5)
 
 
+_COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such as "Mark" or "Anna" below
+
+
+def _is_common(word: str, language: str | None) -> bool:
+    """A word so frequent in the language (wordfreq) that it is no name: 'Volgens', 'Tijdens'."""
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, language or "en") >= _COMMON_ZIPF
+
+
 @dataclass(frozen=True)
 class BriefTerms:
     """What the clusterer and the detector need to know of one brief."""
@@ -180,7 +190,7 @@ class TermExtractor:
         aliases: AliasTable,
         detector: LanguageDetector | None,
         *,
-        topic_weight: float = 2.0,
+        topic_weight: float = 3.0,
     ) -> None:
         self.aliases = aliases
         self.detector = detector
@@ -214,7 +224,7 @@ class TermExtractor:
 
         stopwords = _stopwords(language) if language else frozenset()
         stopwords = stopwords | _stopwords("en") if language != "en" else stopwords
-        for start, end in self._names(words, joined, consumed, sentence_start, stopwords):
+        for start, end in self._names(words, joined, consumed, sentence_start, stopwords, language):
             name = _fold(" ".join(words[start:end]))
             topics[name] += 1
             for position in range(start, end):
@@ -240,14 +250,19 @@ class TermExtractor:
 
     @staticmethod
     def _names(
-        words: list[str], joined: list[bool], consumed: list[bool], sentence_start: list[bool], stopwords: frozenset[str]
+        words: list[str],
+        joined: list[bool],
+        consumed: list[bool],
+        sentence_start: list[bool],
+        stopwords: frozenset[str],
+        language: str | None,
     ) -> list[tuple[int, int]]:
         """Runs of capitalised words not yet matched as aliases.
 
         A run stops at punctuation (``joined[i]`` is false when anything but
         white space or a hyphen separates word i from word i-1); stopwords
-        capitalised only because they open a sentence ("De", "The") are not
-        part of a name.
+        and common words capitalised only because they open a sentence ("De",
+        "Volgens", "The") are not part of a name.
         """
 
         def capitalised(position: int) -> bool:
@@ -274,7 +289,7 @@ class TermExtractor:
                 break
             start = index
             if sentence_start[start]:
-                while start < end and _fold(words[start]) in stopwords:
+                while start < end and (_fold(words[start]) in stopwords or _is_common(words[start], language)):
                     start += 1
             index = end
             if start == end:
