@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 from wirewatch.models import Brief
 
@@ -98,3 +99,79 @@ def test_produce_without_a_broker_fails_cleanly(tmp_path, seed_page):
     result = wirewatch("produce", str(page), env=env)
     assert result.returncode == 1
     assert b"no Kafka broker answered" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_cluster_replays_briefs_and_prints_assignments_and_alerts(seed_page, tmp_path):
+    parsed = wirewatch("parse", "-", "--fetched-at", "2026-01-21T14:40:00+00:00", stdin=seed_page.encode())
+    briefs = tmp_path / "briefs.jsonl"
+    briefs.write_bytes(parsed.stdout)
+    result = wirewatch("cluster", str(briefs))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assignments = [line for line in lines if line["type"] == "assignment"]
+    alerts = [line for line in lines if line["type"] == "alert"]
+    assert len(assignments) == 8
+    assert {a["topic"] for a in alerts} == {"greenland"}
+    greenland = {json.loads(l)["id"] for l in parsed.stdout.splitlines() if "Groenland" in json.loads(l)["text"]}
+    assert set(alerts[-1]["brief_ids"]) == greenland
+    assert len({a["story_id"] for a in assignments if a["brief_id"] in greenland}) == 1
+    assert wirewatch("cluster", str(briefs)).stdout == result.stdout, "replays are deterministic"
+
+
+def test_cluster_accepts_minimal_lines_and_rejects_bad_ones(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "a", "text": "Japan start een kerncentrale.", "published_at": "2026-01-21T10:00:00Z"}\n')
+    result = wirewatch("cluster", str(good))
+    assert json.loads(result.stdout) == {"type": "assignment", "brief_id": "a", "story_id": "story-a", "story_label": "japan"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "x", "published_at": "2026-01-21T10:00:00Z"}\n{"id": "b", "text": "y"}\n')
+    result = wirewatch("cluster", str(bad))
+    assert result.returncode == 1
+    assert b"bad.jsonl:2" in result.stderr and b"published_at" in result.stderr
+
+
+def test_backtest_prints_alerts_for_a_burst(tmp_path):
+    rows = ["timestamp,count"]
+    start = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    for step in range(400):
+        count = 0 if step % 3 else 1
+        if 300 <= step < 303:
+            count = 5
+        rows.append(f"{(start + timedelta(minutes=5 * step)).isoformat()},{count}")
+    counts = tmp_path / "counts.csv"
+    counts.write_text("\n".join(rows))
+    result = wirewatch("backtest", str(counts), "--topic", "storm")
+    assert result.returncode == 0, result.stderr
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert alerts and {a["topic"] for a in alerts} == {"storm"}
+    burst = start + timedelta(minutes=5 * 300)
+    assert datetime.fromisoformat(alerts[0]["window_start"]) <= burst <= datetime.fromisoformat(alerts[0]["window_end"])
+
+
+def test_backtest_reports_a_bad_file():
+    result = wirewatch("backtest", "-", stdin=b"timestamp,count\nyesterday,3\n")
+    assert result.returncode == 1 and b"line 2" in result.stderr
+
+
+def test_simulate_cluster_and_evaluate(tmp_path):
+    out = tmp_path / "sim"
+    result = wirewatch("simulate", "--out", str(out), "--hours", "8", "--spikes", "3", "--start", "2026-03-02T06:00:00+00:00")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["spikes"] == 3 and summary["snapshots"] == 96
+    assert (out / "pages" / "00000.txt").exists()
+    truth = [json.loads(line) for line in (out / "truth.jsonl").read_text().splitlines()]
+    assert sum(1 for t in truth if t["type"] == "spike") == 3
+    clustered = wirewatch("cluster", str(out / "briefs.jsonl"))
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(clustered.stdout)
+    report = json.loads(wirewatch("evaluate", str(out / "truth.jsonl"), str(results)).stdout)
+    assert report["alerts"]["spikes"] == 3
+    assert 0 <= report["alerts"]["precision"] <= 1 and 0 <= report["alerts"]["recall"] <= 1
+    assert report["stories"]["briefs"] == summary["published_briefs"]
+    assert report["stories"]["bcubed_f1"] > 0.5
+
+
+def test_simulate_needs_somewhere_to_put_the_feed():
+    result = wirewatch("simulate")
+    assert result.returncode == 2 and b"--out" in result.stderr

@@ -277,3 +277,28 @@ class TestEngine:
         levels = {level for _, level in ids}
         assert 0 in levels and 1 in levels
         assert len({alert_id for alert_id, _ in ids}) == len(levels)
+
+
+class TestEvaluation:
+    def test_perfect_and_merged_clusterings(self):
+        from wirewatch.evaluation import score_clusters
+
+        truth = {"a": "x", "b": "x", "c": "y", "d": "y"}
+        assert score_clusters(truth, {"a": 1, "b": 1, "c": 2, "d": 2})["bcubed_f1"] == 1.0
+        merged = score_clusters(truth, {"a": 1, "b": 1, "c": 1, "d": 1})
+        assert merged["bcubed_recall"] == 1.0 and merged["bcubed_precision"] == 0.5
+        assert merged["pairwise_precision"] == round(2 / 6, 4) and merged["pairwise_recall"] == 1.0
+
+    def test_alert_matching_and_delay(self):
+        from wirewatch.evaluation import score_alerts
+
+        spikes = [{"id": "s1", "start": 1000.0}, {"id": "s2", "start": 5000.0}]
+        brief_spike = {"a": "s1", "b": "s1", "c": "s1", "z": None}
+        alerts = [
+            {"id": "A", "revision": 1, "brief_ids": ["a", "b", "c"], "detected_at": 1300.0},
+            {"id": "A", "revision": 2, "brief_ids": ["a", "b", "c"], "detected_at": 1500.0},
+            {"id": "B", "revision": 1, "brief_ids": ["z"], "detected_at": 2000.0},
+        ]
+        report = score_alerts(spikes, brief_spike, alerts)
+        assert (report["alerts"], report["true_alerts"], report["precision"], report["recall"]) == (2, 1, 0.5, 0.5)
+        assert report["median_delay_seconds"] == 300.0 and report["missed_spikes"] == ["s2"]

@@ -155,9 +155,11 @@ async def _produce(settings: Settings, records: list[tuple[bytes, bytes, list[tu
 @click.option("--max-records", type=int, default=None, help="Stop after this many records.")
 @click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without a record.")
 def tail(topics: tuple[str, ...], from_beginning: bool, max_records: int | None, idle_timeout: float | None) -> None:
-    """Print records of TOPICS (default: briefs and dead letters) as JSON lines as they arrive."""
+    """Print records of TOPICS (default: briefs, stories, alerts, dead letters) as JSON lines as they arrive."""
     settings = Settings()
-    chosen = list(topics) or [settings.topic_briefs, settings.topic_dead_letters]
+    chosen = list(topics) or [
+        settings.topic_briefs, settings.topic_stories, settings.topic_alerts, settings.topic_dead_letters
+    ]
     try:
         asyncio.run(_tail(settings, chosen, from_beginning, max_records, idle_timeout))
     except WirewatchError as error:
