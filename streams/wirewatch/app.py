@@ -2,7 +2,8 @@
 
 :func:`create_app` builds one independent app per settings object, so tests
 and tools can run several side by side. Agents stay thin: every decision is
-made in :mod:`wirewatch.pipeline` and :mod:`wirewatch.parser`.
+made in :mod:`wirewatch.pipeline`, :mod:`wirewatch.parser` and
+:mod:`wirewatch.engine`.
 
 Topology::
 
@@ -20,28 +21,43 @@ brief id so that every snapshot of a brief reaches the same partition, and
 so the partition that owns its entry in the de-duplication table. Story
 input is keyed by one shard key, so one partition (and one worker) sees every
 brief and the stories do not depend on how many workers run.
+
+The web server (Faust's, on ``web_port``) serves ``/metrics``, ``/health``,
+``/ready``, the desk page at ``/`` and its data at ``/api/desk``; all read-only.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import faust
+import orjson
 from faust.types import AgentT, EventT, TableT, TopicT
 
+from .desk import DeskView
 from .engine import EngineState, create_engine
+from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .pipeline import RawRecord, dead_letter, split_record
 from .settings import Settings
+from .web import WirewatchWeb, add_views
 from .windows import HoppingWindows, WindowCount
+
+__all__ = ["WirewatchApp", "create_app", "STORY_SHARD_KEY"]
 
 STORY_SHARD_KEY = b"stories"
 
-__all__ = ["WirewatchApp", "create_app"]
-
 log = logging.getLogger(__name__)
+
+
+class _FaustApp(faust.App):
+    """A Faust app whose web server leaves ``/`` to the desk page."""
+
+    def _new_web(self) -> WirewatchWeb:
+        return WirewatchWeb(self)
 
 
 @dataclass
@@ -50,6 +66,8 @@ class WirewatchApp:
 
     app: faust.App
     settings: Settings
+    metrics: Metrics
+    desk: DeskView
     raw_topic: TopicT
     candidates_topic: TopicT
     briefs_topic: TopicT
@@ -96,9 +114,10 @@ def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> To
 def create_app(settings: Settings | None = None) -> WirewatchApp:
     """Build the wirewatch Faust app for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
-    app = faust.App(
+    app = _FaustApp(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=settings.broker_credentials(),
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=settings.topic_partitions,
@@ -106,15 +125,26 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Table contents and cluster topology stay off the web port.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.group_instance_id,
         autodiscover=False,
         # No agent runs on_leader, so the leader-election topic is not needed.
         topic_disable_leader=True,
     )
+    metrics = Metrics(max_label_values=settings.metrics_max_label_values)
+    desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
+
     raw_topic = _bytes_topic(app, settings.topic_raw, settings)
     candidates_topic = _bytes_topic(app, f"{settings.app_id}-brief-candidates", settings, internal=True)
     briefs_topic = _bytes_topic(app, settings.topic_briefs, settings)
     dead_letter_topic = _bytes_topic(app, settings.topic_dead_letters, settings)
+    story_input_topic = _bytes_topic(app, f"{settings.app_id}-story-input", settings, internal=True)
+    stories_topic = _bytes_topic(app, settings.topic_stories, settings)
+    alerts_topic = _bytes_topic(app, settings.topic_alerts, settings)
+
     first_seen = app.Table(
         "brief-first-seen",
         key_type=str,
@@ -122,9 +152,6 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         partitions=settings.topic_partitions,
         help="Brief id → when its first snapshot was fetched (epoch seconds).",
     )
-    story_input_topic = _bytes_topic(app, f"{settings.app_id}-story-input", settings, internal=True)
-    stories_topic = _bytes_topic(app, settings.topic_stories, settings)
-    alerts_topic = _bytes_topic(app, settings.topic_alerts, settings)
     detector = settings.detector_config()
     windows = HoppingWindows(detector.window_size, detector.window_step)
 
@@ -136,26 +163,39 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             detector.window_size, detector.window_step, expires=settings.window_expires_seconds
         )
 
-    engine = create_engine(
-        settings,
-        EngineState(
-            stories=state_table("stories", "Story id → active story state."),
-            topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
-            alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
-            stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
-            topic_counts=FaustWindowCounts(window_table("topic-window-counts", "Briefs per topic."), windows),
-            story_counts=FaustWindowCounts(window_table("story-window-counts", "Briefs per story."), windows),
-        ),
+    topic_windows = window_table("topic-window-counts", "Briefs per topic and window.")
+    story_windows = window_table("story-window-counts", "Briefs per story and window.")
+    state = EngineState(
+        stories=state_table("stories", "Story id → active story state."),
+        topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
+        alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
+        stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
+        topic_counts=FaustWindowCounts(topic_windows, windows),
+        story_counts=FaustWindowCounts(story_windows, windows),
     )
+    engine = create_engine(settings, state)
+    tables = {
+        "brief-first-seen": first_seen,
+        "stories": state.stories,
+        "topic-history": state.topic_history,
+        "alert-state": state.alerts,
+        "topic-window-counts": topic_windows.table,
+        "story-window-counts": story_windows.table,
+    }
+    source_topics = {raw_topic.get_topic_name(), candidates_topic.get_topic_name(), story_input_topic.get_topic_name()}
+    metrics.watch_tables(lambda: [((name, ), float(len(table.data))) for name, table in tables.items()])
+    metrics.watch_consumer_lag()
 
-    async def publish_dead_letter(letter_json: bytes, key: bytes | None) -> None:
-        await dead_letter_topic.send(key=key, value=letter_json)
+    async def publish_dead_letter(letter, key: bytes | None) -> None:
+        metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
+        await dead_letter_topic.send(key=key, value=letter.model_dump_json().encode())
 
     @app.agent(raw_topic, name="split_pages")
     async def split_pages(stream: faust.StreamT) -> None:
         """Split every raw page into brief candidates, or dead-letter it."""
         async for event in stream.events():
             record = _raw_record(event)
+            started = time.perf_counter()
             try:
                 outcome = split_record(
                     record,
@@ -170,10 +210,14 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                     f"{type(error).__name__}: {error}",
                     max_original_bytes=settings.dead_letter_max_original_bytes,
                 )
-                await publish_dead_letter(letter.model_dump_json().encode(), record.key)
+                await publish_dead_letter(letter, record.key)
                 continue
+            metrics.parse_duration.observe(time.perf_counter() - started)
+            source = metrics.source_label(outcome.envelope.source if outcome.envelope else _header_source(record))
+            metrics.raw_messages.labels(source).inc()
+            metrics.raw_bytes.labels(source).inc(len(record.value or b""))
             for letter in outcome.dead_letters:
-                await publish_dead_letter(letter.model_dump_json().encode(), record.key)
+                await publish_dead_letter(letter, record.key)
             # Oldest first: later stages see a page's briefs in event-time order.
             for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
                 await candidates_topic.send(
@@ -188,11 +232,17 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         async for event in stream.events():
             brief_id = event.key.decode()
             if brief_id in first_seen:
+                metrics.duplicate_briefs.inc()
                 continue
             brief = Brief.model_validate_json(event.value)
             first_seen[brief_id] = brief.fetched_at.timestamp()
             await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp)
             await story_input_topic.send(key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp)
+            now = time.time()
+            metrics.briefs_emitted.labels(metrics.section_label(brief.section), brief.kind).inc()
+            metrics.processing_lag.observe(max(now - brief.fetched_at.timestamp(), 0.0))
+            if brief.published_at is not None:
+                metrics.event_lag.observe(max(now - brief.published_at.timestamp(), 0.0))
 
     @app.agent(story_input_topic, name="track_stories")
     async def track_stories(stream: faust.StreamT) -> None:
@@ -210,19 +260,61 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 stream._set_current_event(event)
                 result = engine.process(ClusterInput.from_brief(brief))
                 story = result.story
+                if story.opened:
+                    metrics.stories_opened.inc()
                 await stories_topic.send(
                     key=story.id.encode(), value=story.model_dump_json().encode(), timestamp=brief.event_time.timestamp()
                 )
                 for alert in result.alerts:
+                    if alert.revision == 1:
+                        metrics.alerts_raised.labels(alert.severity).inc()
+                    else:
+                        metrics.alert_revisions.inc()
                     await alerts_topic.send(
                         key=alert.topic.encode(),
                         value=alert.model_dump_json().encode(),
                         timestamp=alert.detected_at.timestamp(),
                     )
+            metrics.stories_active.set(len(state.stories))
 
+    @app.timer(settings.consumer_lag_interval_seconds)
+    async def measure_consumer_lag() -> None:
+        """Lag of each assigned partition: its end offset minus this group's committed offset."""
+        from .kafka import committed_offsets
+
+        # Only the topics agents consume are committed; changelog partitions are read, never committed.
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in source_topics]
+        if not assigned:
+            metrics.set_consumer_lag({})
+            return
+        ends = await app.consumer.highwaters(*assigned)
+        committed = await committed_offsets(settings, settings.app_id)
+        metrics.set_consumer_lag(
+            {(tp.topic, tp.partition): max(ends[tp] - committed.get((tp.topic, tp.partition), 0), 0) for tp in assigned}
+        )
+
+    @app.task
+    async def follow_desk() -> None:
+        """Feed the desk page from every partition of the stories, alerts and briefs topics."""
+        from .kafka import follow_topics
+
+        handlers = {
+            settings.topic_alerts: desk.on_alert,
+            settings.topic_stories: desk.on_story,
+            settings.topic_briefs: desk.on_brief,
+        }
+        async for topic, value in follow_topics(settings, list(handlers), since_seconds=settings.story_ttl_seconds):
+            try:
+                handlers[topic](orjson.loads(value))
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("desk: skipped an unreadable record on %s", topic)
+
+    add_views(app, metrics, desk)
     return WirewatchApp(
         app=app,
         settings=settings,
+        metrics=metrics,
+        desk=desk,
         raw_topic=raw_topic,
         candidates_topic=candidates_topic,
         briefs_topic=briefs_topic,
@@ -235,6 +327,11 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         deduplicate_briefs=deduplicate_briefs,
         track_stories=track_stories,
     )
+
+
+def _header_source(record: RawRecord) -> str | None:
+    raw = record.headers.get("source") or record.key
+    return raw.decode("utf-8", errors="replace") if raw else None
 
 
 def _raw_record(event: EventT) -> RawRecord:

@@ -62,10 +62,14 @@ def _write_json_line(document: object) -> None:
     sys.stdout.buffer.write(orjson.dumps(document) + b"\n")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, fmt: str) -> dict:
+    import logging.config
+
+    from .logs import logging_config
+
+    config = logging_config(level, fmt)
+    logging.config.dictConfig(config)
+    return config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -457,7 +461,7 @@ def worker(loglevel: str | None) -> None:
 
     settings = Settings()
     level = loglevel or settings.log_level
-    _configure_logging(level)
+    log_config = _configure_logging(level, settings.log_format)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -469,7 +473,13 @@ def worker(loglevel: str | None) -> None:
         sys.exit(130)
     wirewatch = create_app(settings)
     faust.Worker(
-        wirewatch.app, loglevel=level, loop=loop, stdout=sys.stderr, redirect_stdouts=False
+        wirewatch.app,
+        loglevel=level,
+        loop=loop,
+        stdout=sys.stderr,
+        redirect_stdouts=False,
+        logging_config=log_config,
+        quiet=settings.log_format == "json",
     ).execute_from_commandline()
 
 
@@ -496,8 +506,9 @@ def schemas(out_dir: str, check: bool) -> None:
 
 @main.command()
 def config() -> None:
-    """Print the effective settings as one JSON object."""
+    """Print the effective settings as one JSON object; secrets are masked."""
     settings = Settings()
+    # SecretStr fields dump as "**********" in JSON mode.
     click.echo(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True))
 
 

@@ -7,14 +7,25 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from .errors import WirewatchError
 from .settings import Settings
 
-__all__ = ["BrokerUnavailable", "wait_for_broker", "ensure_topics", "external_topics", "producer"]
+__all__ = [
+    "BrokerUnavailable",
+    "wait_for_broker",
+    "ensure_topics",
+    "external_topics",
+    "producer",
+    "admin_client",
+    "committed_offsets",
+    "follow_topics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +42,7 @@ async def wait_for_broker(settings: Settings, *, timeout: float | None = None, i
     attempt = 0
     while True:
         attempt += 1
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000)
+        admin = admin_client(settings, request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -62,7 +73,7 @@ def external_topics(settings: Settings) -> list[str]:
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
     """Create the missing ones of ``names`` (default: the external topics); return those created."""
     wanted = list(names if names is not None else external_topics(settings))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -81,6 +92,12 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
         await admin.close()
 
 
+def admin_client(settings: Settings, **options) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options(), **options
+    )
+
+
 def producer(settings: Settings, **options) -> AIOKafkaProducer:
     """An idempotent, acks=all producer for the cluster in ``settings``."""
     return AIOKafkaProducer(
@@ -88,5 +105,72 @@ def producer(settings: Settings, **options) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        **settings.kafka_client_options(),
         **options,
     )
+
+
+def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.bootstrap_servers, **settings.kafka_client_options(), **options
+    )
+
+
+async def committed_offsets(settings: Settings, group_id: str) -> dict[tuple[str, int], int]:
+    """(topic, partition) → the offset ``group_id`` has committed."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def follow_topics(
+    settings: Settings, topics: list[str], *, since_seconds: float, refresh_seconds: float = 10.0
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Every record of every partition of ``topics`` from ``since_seconds`` ago on, without a consumer group.
+
+    Topics that do not exist yet, and partitions added later, are picked up
+    within ``refresh_seconds``.
+    """
+    client = consumer(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="latest")
+    await client.start()
+    assigned: set[TopicPartition] = set()
+    try:
+        next_refresh = 0.0
+        while True:
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + refresh_seconds
+                await client._client.force_metadata_update()
+                found = {
+                    TopicPartition(topic, partition)
+                    for topic in topics
+                    for partition in (client.partitions_for_topic(topic) or ())
+                }
+                if found - assigned:
+                    new = found - assigned
+                    # assign() forgets positions, so keep those already read from
+                    positions = {tp: await client.position(tp) for tp in assigned}
+                    assigned = found
+                    client.assign(sorted(assigned))
+                    for tp, position in positions.items():
+                        client.seek(tp, position)
+                    since_ms = int((time.time() - since_seconds) * 1000)
+                    starts = await client.offsets_for_times({tp: since_ms for tp in new})
+                    for tp in new:
+                        if starts.get(tp) is not None:
+                            client.seek(tp, starts[tp].offset)
+                        else:
+                            await client.seek_to_end(tp)
+            if not assigned:
+                await asyncio.sleep(1.0)
+                continue
+            batches = await client.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.value is not None:
+                        yield tp.topic, record.value
+    finally:
+        await client.stop()

@@ -6,7 +6,10 @@ conventional ``KAFKA_BOOTSTRAP_SERVERS``.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+import ssl
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clustering import ClusterConfig
@@ -24,6 +27,16 @@ class Settings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("WIREWATCH_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
         description="Comma-separated host:port list of the Kafka cluster.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Never logged or printed.")
+    kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle to verify the brokers (SSL).")
+    kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate for mutual TLS.")
+    kafka_ssl_keyfile: str | None = None
+    group_instance_id: str | None = Field(
+        default=None, description="Static group membership id, e.g. the pod name; restarts keep partitions."
     )
     app_id: str = Field(default="wirewatch", description="Faust app id: consumer group and table prefix.")
     topic_raw: str = "wire.raw"
@@ -45,6 +58,11 @@ class Settings(BaseSettings):
         default=None, description="Seconds to wait for the broker at start; unset waits forever."
     )
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("WIREWATCH_LOG_FORMAT", "LOG_FORMAT")
+    )
+    metrics_max_label_values: int = Field(default=50, ge=1, description="Distinct sources/sections per label.")
+    consumer_lag_interval_seconds: float = Field(default=15.0, gt=0)
 
     languages: str = Field(
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
@@ -75,6 +93,33 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         """The bootstrap servers in Faust's ``kafka://`` URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(","))
+
+    def broker_credentials(self):
+        """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
+        from faust import SASLCredentials, SSLCredentials
+
+        context = None
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if self.kafka_security_protocol.startswith("SASL"):
+            password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            return SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=password,
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=context,
+            )
+        if context is not None:
+            return SSLCredentials(context)
+        return None
+
+    def kafka_client_options(self) -> dict:
+        """Security options for aiokafka clients, the same Faust uses."""
+        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+        return credentials_to_aiokafka_auth(self.broker_credentials())
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(

@@ -1,0 +1,71 @@
+"""What the live desk page shows: current spikes, the biggest active stories, recent alerts.
+
+:class:`DeskView` keeps a bounded picture built from the records of the
+stories, alerts and briefs topics (every partition, whichever worker owns
+them), so every worker's page shows the whole desk. Pure Python.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+__all__ = ["DeskView"]
+
+
+class DeskView:
+    def __init__(
+        self,
+        *,
+        max_alerts: int = 50,
+        max_stories: int = 500,
+        max_briefs: int = 2000,
+        spike_seconds: float = 2 * 3600,
+        story_seconds: float = 6 * 3600,
+    ) -> None:
+        self.max_alerts, self.max_stories, self.max_briefs = max_alerts, max_stories, max_briefs
+        self.spike_seconds, self.story_seconds = spike_seconds, story_seconds
+        self._alerts: OrderedDict[str, dict] = OrderedDict()  # alert id → latest revision, newest last
+        self._stories: OrderedDict[str, dict] = OrderedDict()  # story id → latest state, newest last
+        self._briefs: OrderedDict[str, dict] = OrderedDict()  # brief id → brief, newest last
+        self._received: dict[str, float] = {}
+
+    def on_alert(self, alert: dict, received: float | None = None) -> None:
+        known = self._alerts.get(alert["id"])
+        if known is not None and known["revision"] > alert["revision"]:
+            return
+        self._alerts[alert["id"]] = alert
+        self._alerts.move_to_end(alert["id"])
+        self._received[alert["id"]] = received if received is not None else time.time()
+        while len(self._alerts) > self.max_alerts:
+            old, _ = self._alerts.popitem(last=False)
+            self._received.pop(old, None)
+
+    def on_story(self, story: dict, received: float | None = None) -> None:
+        self._stories[story["id"]] = story
+        self._stories.move_to_end(story["id"])
+        self._received[story["id"]] = received if received is not None else time.time()
+        while len(self._stories) > self.max_stories:
+            old, _ = self._stories.popitem(last=False)
+            self._received.pop(old, None)
+
+    def on_brief(self, brief: dict) -> None:
+        self._briefs[brief["id"]] = {
+            key: brief.get(key) for key in ("id", "city", "agencies", "headline", "text", "published_at", "source")
+        }
+        self._briefs.move_to_end(brief["id"])
+        while len(self._briefs) > self.max_briefs:
+            self._briefs.popitem(last=False)
+
+    def snapshot(self, now: float | None = None, *, stories: int = 10, briefs_per_story: int = 5) -> dict:
+        """The page's data; times in 'received' are when this worker read the record."""
+        now = time.time() if now is None else now
+        alerts = list(reversed(self._alerts.values()))
+        spikes = [a for a in alerts if now - self._received[a["id"]] <= self.spike_seconds]
+        active = [s for s in self._stories.values() if now - self._received[s["id"]] <= self.story_seconds]
+        active.sort(key=lambda s: (-s["brief_count"], s["id"]))
+        shown = []
+        for story in active[:stories]:
+            members = [self._briefs[i] for i in reversed(story["brief_ids"]) if i in self._briefs][:briefs_per_story]
+            shown.append({**story, "briefs": members})
+        return {"spikes": spikes, "stories": shown, "alerts": alerts[:20], "generated_at": now}

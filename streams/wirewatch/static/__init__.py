@@ -1,0 +1,1 @@
+"""Files the worker serves on its web port."""

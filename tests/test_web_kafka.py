@@ -1,0 +1,105 @@
+"""The worker's web endpoints against a real broker: /metrics after a replay, /health, /ready."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kafka_helpers import produce, read_topic, run, wait_until_drained
+
+pytestmark = pytest.mark.kafka
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def samples(port: int) -> dict[tuple[str, tuple], float]:
+    status, body = get(port, "/metrics")
+    assert status == 200
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def total(found: dict, name: str, **labels) -> float:
+    return sum(
+        value
+        for (sample, sample_labels), value in found.items()
+        if sample == name and all((k, v) in sample_labels for k, v in labels.items())
+    )
+
+
+def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env, start_worker, seed_page):
+    start_worker(wirewatch_env)
+    port = int(wirewatch_env["WIREWATCH_WEB_PORT"])
+    fetched = datetime.now(timezone.utc).replace(microsecond=0)
+    for snapshot in (fetched, fetched + timedelta(minutes=5)):
+        envelope = {"source": "seed", "url": "https://example.org/b", "fetched_at": snapshot.isoformat(), "body": seed_page}
+        run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"https://example.org/b"))
+    run(produce(wirewatch_settings, wirewatch_settings.topic_raw, b"\xff\xfe broken", key=b"scraper-9"))
+    stages = [wirewatch_settings.topic_raw, f"{wirewatch_settings.app_id}-brief-candidates", f"{wirewatch_settings.app_id}-story-input"]
+    run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
+    run(wait_until_drained(wirewatch_settings, stages))
+
+    found = samples(port)
+    assert total(found, "wirewatch_raw_messages_total", source="seed") == 2
+    assert total(found, "wirewatch_raw_messages_total") == 3
+    assert total(found, "wirewatch_raw_bytes_total", source="seed") == 2 * len(
+        orjson.dumps({"source": "seed", "url": "https://example.org/b", "fetched_at": fetched.isoformat(), "body": seed_page})
+    )
+    assert total(found, "wirewatch_briefs_emitted_total") == 8
+    assert total(found, "wirewatch_briefs_emitted_total", kind="lead", section="Buitenland") == 1
+    assert total(found, "wirewatch_duplicate_briefs_total") == 8
+    assert total(found, "wirewatch_dead_letters_total", reason="invalid_utf8") == 1
+    assert total(found, "wirewatch_parse_duration_seconds_count") == 3
+    assert total(found, "wirewatch_processing_lag_seconds_count") == 8
+    assert total(found, "wirewatch_event_lag_seconds_count") == 7, "the lead has no published_at"
+    assert total(found, "wirewatch_stories_opened_total") == 5
+    assert total(found, "wirewatch_stories_active") == 5
+    assert total(found, "wirewatch_alerts_raised_total") == 1
+    assert total(found, "wirewatch_table_entries", table="brief-first-seen") == 8
+    assert total(found, "wirewatch_build_info") == 1
+    for (name, labels), _ in found.items():
+        assert not any(key in ("id", "brief_id", "story_id", "alert_id") for key, _ in labels), name
+
+    # The desk page and its data answer on the same port.
+    status, page = get(port, "/")
+    assert status == 200 and b"wirewatch desk" in page
+    deadline = time.monotonic() + 30
+    while True:
+        desk = json.loads(get(port, "/api/desk")[1])
+        if desk["spikes"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [spike["topic"] for spike in desk["spikes"]] == ["greenland"]
+
+
+def test_health_and_ready(wirewatch_env, start_worker):
+    worker = start_worker(wirewatch_env)
+    port = int(wirewatch_env["WIREWATCH_WEB_PORT"])
+    assert get(port, "/health") == (200, b'{"status":"ok"}')
+    deadline = time.monotonic() + 30
+    while (status := get(port, "/ready"))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert status[0] == 200, status
+    assert json.loads(status[1])["status"] == "ready"
+    # Read-only: nothing on the web port accepts writes.
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/desk", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405
+    assert worker.process.poll() is None
