@@ -183,8 +183,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         "story-window-counts": story_windows.table,
     }
     source_topics = {raw_topic.get_topic_name(), candidates_topic.get_topic_name(), story_input_topic.get_topic_name()}
-    metrics.watch_tables(lambda: [((name, ), float(len(table.data))) for name, table in tables.items()])
-    metrics.watch_consumer_lag()
+    metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
     async def publish_dead_letter(letter, key: bytes | None) -> None:
         metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
@@ -266,6 +265,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                     key=story.id.encode(), value=story.model_dump_json().encode(), timestamp=brief.event_time.timestamp()
                 )
                 for alert in result.alerts:
+                    metrics.note_alert(alert.topic, alert.count, alert.detected_at.timestamp())
                     if alert.revision == 1:
                         metrics.alerts_raised.labels(alert.severity).inc()
                     else:
@@ -276,6 +276,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                         timestamp=alert.detected_at.timestamp(),
                     )
             metrics.stories_active.set(len(state.stories))
+            if batch:
+                metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)
 
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:

@@ -130,30 +130,52 @@ class Metrics:
 
         self.build_info.labels(__version__, platform.python_version(), faust_version).set(1)
         self._consumer_lag: dict[tuple[str, str], float] = {}
-
-    def watch_tables(self, read: Callable[[], Iterable[tuple[tuple[str], float]]]) -> None:
-        """Export ``wirewatch_table_entries{table}`` from ``read`` at each scrape."""
+        self._active_alerts: dict[str, tuple[int, float]] = {}
+        self._read_tables: Callable[[], Iterable[tuple[tuple[str], float]]] = lambda: ()
         self.registry.register(
             _CallbackGauges(
                 "wirewatch_table_entries",
                 "Entries held in each table on this worker (windowed tables: one per key and window).",
                 ["table"],
-                read,
+                lambda: self._read_tables(),
             )
         )
-
-    def watch_consumer_lag(self) -> None:
         self.registry.register(
             _CallbackGauges(
                 "wirewatch_consumer_lag_records",
-                "Records on each assigned partition not yet committed by this worker.",
+                "Records on each assigned source partition not yet committed by the consumer group.",
                 ["topic", "partition"],
                 lambda: list(self._consumer_lag.items()),
             )
         )
+        self.registry.register(
+            _CallbackGauges(
+                "wirewatch_active_alert_briefs",
+                "Briefs in the window of each topic with an alert in its cooldown (at most the 20 largest).",
+                ["topic"],
+                lambda: [((topic,), float(count)) for topic, (count, _) in self._top_active_alerts()],
+            )
+        )
+
+    def watch_tables(self, read: Callable[[], Iterable[tuple[tuple[str], float]]]) -> None:
+        """Export ``wirewatch_table_entries{table}`` from ``read`` at each scrape."""
+        self._read_tables = read
 
     def set_consumer_lag(self, lags: dict[tuple[str, int], int]) -> None:
         self._consumer_lag = {(topic, str(partition)): float(lag) for (topic, partition), lag in lags.items()}
+
+    def note_alert(self, topic: str, count: int, raised_at: float) -> None:
+        self._active_alerts[topic] = (count, raised_at)
+
+    def expire_alerts(self, watermark: float, cooldown: float) -> None:
+        """Forget alerts whose cooldown ended before ``watermark`` (event time)."""
+        self._active_alerts = {
+            topic: entry for topic, entry in self._active_alerts.items() if watermark - entry[1] < cooldown
+        }
+
+    def _top_active_alerts(self) -> list[tuple[str, tuple[int, float]]]:
+        # Topics are open-ended, so only the few currently alerting ones become series.
+        return sorted(self._active_alerts.items(), key=lambda item: (-item[1][0], item[0]))[:20]
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
