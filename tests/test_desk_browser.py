@@ -1,0 +1,63 @@
+"""The desk page in a real headless Chromium against a running worker."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+
+from kafka_helpers import produce, run
+
+pytestmark = pytest.mark.kafka
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver, which bin/setup --test-tools installs as root",
+)
+def test_the_seed_alert_appears_on_the_desk_page(wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    start_worker(wirewatch_env)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        browser.get(f"http://127.0.0.1:{wirewatch_env['WIREWATCH_WEB_PORT']}/")
+        assert browser.find_element(By.ID, "spikes").text in ("", "No topic is spiking.")
+
+        # Wire text carrying markup must show as text, never run.
+        hostile = seed_page.replace("Het Europees Parlement laakt", "<img src=x onerror=\"document.title='pwned'\">Het Europees Parlement laakt")
+        envelope = {"source": "seed", "fetched_at": datetime.now(timezone.utc).isoformat(), "body": hostile}
+        run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"seed"))
+
+        deadline = time.monotonic() + 60
+        spikes = []
+        while time.monotonic() < deadline:
+            spikes = browser.find_elements(By.CSS_SELECTOR, "#spikes .spike")
+            if spikes:
+                break
+            time.sleep(0.5)
+        browser.set_window_size(1280, 900)
+        browser.save_screenshot(str(tmp_path / "desk.png"))
+        assert [spike.get_attribute("data-topic") for spike in spikes] == ["greenland"], "updated without a reload"
+        assert "4 briefs" in spikes[0].text
+        assert browser.find_elements(By.CSS_SELECTOR, "#alerts [data-topic='greenland']")
+        stories = browser.find_element(By.ID, "stories").text
+        assert "Groenland" in stories
+        assert "<img src=x" in stories, "markup from the wire is shown as text"
+        assert browser.title == "wirewatch desk"
+        assert not browser.find_elements(By.CSS_SELECTOR, "main img")
+    finally:
+        browser.quit()
