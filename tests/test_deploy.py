@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,64 @@ def test_dashboards_are_provisionable():
             assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
     provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "wirewatch.yml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+REPO = DEPLOY.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_compose_file_follows_the_compose_specification():
+    result = subprocess.run(
+        [str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_mirrors_the_local_scripts():
+    from wirewatch.kafka import external_topics
+    from wirewatch.settings import Settings
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    kafka_version = re.search(r"<kafka.version>(.+)</kafka.version>", (DEPLOY / "kafka" / "pom.xml").read_text())[1]
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
+    assert services["topics"]["image"] == f"apache/kafka:{kafka_version}"
+    local = (DEPLOY / "kafka" / "local-kafka.sh").read_text()
+    for setting in ("log.retention.ms=-1", "group.initial.rebalance.delay.ms=0", "process.roles=broker,controller"):
+        key, value = setting.split("=")
+        assert setting in local
+        assert services["kafka"]["environment"]["KAFKA_" + key.upper().replace(".", "_")] == value
+    created = re.search(r"for topic in ([^;]+);", services["topics"]["command"][0])[1].split()
+    assert created == external_topics(Settings(_env_file=None))
+    assert services["producer"]["entrypoint"] == ["/app/bin/produce-samples"]
+    assert "bin/produce-samples" in (REPO / "bin" / "demo").read_text()
+    assert services["worker"]["ports"] == ["6066:6066"]
+
+
+def test_dockerfile_is_pinned_and_unprivileged():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases and all(re.search(r":\d+\.\d+\.\d+", base) for base in bases)
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+
+
+def test_kubernetes_manifests_are_valid():
+    manifests = sorted(map(str, (DEPLOY / "k8s").glob("*.yaml")))
+    result = subprocess.run([str(VENV_BIN / "kubernetes-validate"), "--strict", "--quiet", *manifests], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_statefulset_wiring():
+    statefulset = yaml.safe_load((DEPLOY / "k8s" / "statefulset.yaml").read_text())
+    config = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]
+    pod = statefulset["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["WIREWATCH_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert config["WIREWATCH_STORE"] == "rocksdb://" and mounts["data"] == config["WIREWATCH_DATA_DIR"]
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == config["WIREWATCH_WEB_PORT"]
