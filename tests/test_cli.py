@@ -175,3 +175,29 @@ def test_simulate_cluster_and_evaluate(tmp_path):
 def test_simulate_needs_somewhere_to_put_the_feed():
     result = wirewatch("simulate")
     assert result.returncode == 2 and b"--out" in result.stderr
+
+
+def test_config_masks_secrets():
+    import os
+
+    env = {**os.environ, "WIREWATCH_KAFKA_SASL_PASSWORD": "hunter2-secret", "WIREWATCH_KAFKA_SASL_USERNAME": "desk"}
+    result = wirewatch("config", env=env)
+    assert result.returncode == 0
+    assert b"hunter2-secret" not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["kafka_sasl_password"] == "**********"
+
+
+def test_json_logs_are_one_object_per_line():
+    import logging
+
+    from wirewatch.logs import JsonFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys as system
+
+        record = logging.LogRecord("wirewatch.app", logging.ERROR, __file__, 1, "failed at %s", ("3/41",), system.exc_info())
+    document = json.loads(JsonFormatter().format(record))
+    assert document["level"] == "error" and document["message"] == "failed at 3/41"
+    assert document["logger"] == "wirewatch.app" and "ValueError: boom" in document["exception"]
