@@ -37,8 +37,8 @@ def test_the_seed_alert_appears_on_the_desk_page(wirewatch_settings, wirewatch_e
         browser.get(f"http://127.0.0.1:{wirewatch_env['WIREWATCH_WEB_PORT']}/")
         assert browser.find_element(By.ID, "spikes").text in ("", "No topic is spiking.")
 
-        # Wire text carrying markup must show as text, never run.
-        hostile = seed_page.replace("Het Europees Parlement laakt", "<img src=x onerror=\"document.title='pwned'\">Het Europees Parlement laakt")
+        # Markup the parser does not remove must show as text, never as HTML.
+        hostile = seed_page.replace("Het Europees Parlement laakt", "<marquee onstart=\"document.title='pwned'\">Het Europees Parlement laakt")
         envelope = {"source": "seed", "fetched_at": datetime.now(timezone.utc).isoformat(), "body": hostile}
         run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"seed"))
 
@@ -56,8 +56,8 @@ def test_the_seed_alert_appears_on_the_desk_page(wirewatch_settings, wirewatch_e
         assert browser.find_elements(By.CSS_SELECTOR, "#alerts [data-topic='greenland']")
         stories = browser.find_element(By.ID, "stories").text
         assert "Groenland" in stories
-        assert "<img src=x" in stories, "markup from the wire is shown as text"
+        assert "<marquee onstart=" in stories, "markup from the wire is shown as text"
         assert browser.title == "wirewatch desk"
-        assert not browser.find_elements(By.CSS_SELECTOR, "main img")
+        assert not browser.find_elements(By.CSS_SELECTOR, "main marquee")
     finally:
         browser.quit()

@@ -231,9 +231,35 @@ class TestVariants:
         brief = parse("\ufeffMeer uit Buitenland\nPARIJS (ANP) - Een\x07 brief\x00.\n4 minuten geleden").briefs[0]
         assert brief.text == "Een brief."
 
-    def test_absurd_ages_are_capped_not_fatal(self):
+    def test_absurd_ages_are_not_believed(self):
         brief = parse("Meer uit Buitenland\nPARIJS (ANP) - Een.\n99999 dagen geleden").briefs[0]
-        assert brief.published_at is not None and brief.published_at.year < FETCHED.year - 90
+        assert (brief.text, brief.age_text) == ("Een.", "99999 dagen geleden")
+        assert brief.published_at is None and brief.event_time == FETCHED
+
+    def test_html_pages_become_plain_text(self):
+        page = (
+            "<html><head><title>x</title><script>var headline = 'DAVOS (ANP) - fake';</script></head><body>"
+            "<h1>Kop &amp; meer</h1><p>BERLIJN (DPA) - De <b>eerste</b> alinea.</p>"
+            "<div>Meer uit Buitenland</div><div>PARIJS (ANP) - Een &quot;citaat&quot;.</div>"
+            "<div>4 minuten geleden</div><style>p { color: red }</style></body></html>"
+        )
+        briefs = parse(page).briefs
+        assert [(b.city, b.headline, b.text) for b in briefs] == [
+            ("BERLIJN", "Kop & meer", "De eerste alinea."),
+            ("PARIJS", None, 'Een "citaat".'),
+        ]
+        assert all("<" not in b.text and "fake" not in b.text for b in briefs)
+
+    def test_a_less_than_sign_in_plain_text_is_kept(self):
+        assert parse("Meer uit Buitenland\nPARIJS (ANP) - Groei < 2 procent.\n4 minuten geleden").briefs[0].text == (
+            "Groei < 2 procent."
+        )
+
+    def test_thousands_of_datelines_are_bounded(self):
+        page = "Meer uit Buitenland\n" + "".join(f"PARIJS (ANP) - Bericht {i}.\n{i % 50 + 1} minuten geleden" for i in range(3000))
+        parsed = parse(page, max_briefs=500)
+        assert len(parsed.briefs) == 500
+        assert [(r.reason, r.count) for r in parsed.rejected] == [("too_many_briefs", 2500)]
 
 
 class TestUnparsablePages:

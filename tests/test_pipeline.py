@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -16,6 +16,7 @@ from wirewatch.parser import parse_page
 from wirewatch.pipeline import RawRecord, decode_envelope, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
+NOW = STAMP + timedelta(minutes=1)
 LIMITS = {"max_page_bytes": 64 * 1024, "dead_letter_max_original_bytes": 1024}
 
 
@@ -26,7 +27,7 @@ def envelope_bytes(**fields) -> bytes:
 
 
 def split(value: bytes | None, **record) -> tuple[list[Brief], list]:
-    outcome = split_record(RawRecord(value=value, **record), **LIMITS)
+    outcome = split_record(RawRecord(value=value, **record), now=NOW, **LIMITS)
     return outcome.briefs, outcome.dead_letters
 
 
@@ -75,6 +76,11 @@ def test_bare_page_falls_back_to_the_key_for_its_source(seed_page):
         (envelope_bytes(body=""), {}, "empty_page"),
         (envelope_bytes(body="no dateline here"), {}, "no_briefs"),
         (b"x" * (64 * 1024 + 1), {}, "too_large"),
+        (envelope_bytes(fetched_at="2099-01-01T00:00:00+00:00"), {}, "time_in_future"),
+        (envelope_bytes(fetched_at="1899-01-01T00:00:00+00:00"), {}, "time_out_of_range"),
+        (envelope_bytes(published_at="2099-01-01T00:00:00+00:00"), {}, "time_in_future"),
+        (envelope_bytes(body="\x00\x01\x02"), {}, "empty_page"),
+        (envelope_bytes(body="<script>alert(1)</script>"), {}, "empty_page"),
     ],
 )
 def test_bad_records_become_one_dead_letter_with_a_reason(value, record, reason):
@@ -143,7 +149,7 @@ def test_page_like_text_yields_briefs_or_the_parse_error(text):
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=3000) | dateline_soup.map(str.encode), st.none() | st.binary(max_size=20))
 def test_any_record_yields_briefs_or_dead_letters_never_an_exception(value, key):
-    outcome = split_record(RawRecord(value=value, key=key, timestamp=STAMP), **LIMITS)
+    outcome = split_record(RawRecord(value=value, key=key, timestamp=STAMP), now=NOW, **LIMITS)
     assert outcome.briefs or outcome.dead_letters
     for letter in outcome.dead_letters:
         assert letter.reason and letter.message

@@ -148,9 +148,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     first_seen = app.Table(
         "brief-first-seen",
         key_type=str,
-        value_type=float,
         partitions=settings.topic_partitions,
-        help="Brief id → when its first snapshot was fetched (epoch seconds).",
+        help="Brief id → [fetched_at, partition, offset] of the candidate that first carried it.",
     )
     detector = settings.detector_config()
     windows = HoppingWindows(detector.window_size, detector.window_step)
@@ -172,6 +171,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
         topic_counts=FaustWindowCounts(topic_windows, windows),
         story_counts=FaustWindowCounts(story_windows, windows),
+        processed=state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
     )
     engine = create_engine(settings, state)
     tables = {
@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         "stories": state.stories,
         "topic-history": state.topic_history,
         "alert-state": state.alerts,
+        "processed-briefs": state.processed,
         "topic-window-counts": topic_windows.table,
         "story-window-counts": story_windows.table,
     }
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                     record,
                     max_page_bytes=settings.max_page_bytes,
                     dead_letter_max_original_bytes=settings.dead_letter_max_original_bytes,
+                    max_briefs_per_page=settings.max_briefs_per_page,
                 )
             except Exception as error:  # a parser bug must not stop the stream
                 log.exception("split_pages: unexpected error at %s/%s", record.partition, record.offset)
@@ -227,14 +229,22 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
 
     @app.agent(candidates_topic, name="deduplicate_briefs")
     async def deduplicate_briefs(stream: faust.StreamT) -> None:
-        """Forward each brief id once: the first snapshot that carries it wins."""
+        """Forward each brief id once: the first snapshot that carries it wins.
+
+        The table remembers which candidate record was first. Reading that very
+        record again means the worker crashed after recording it and before
+        committing its offset, when the brief may not have been published: it
+        is published again (at least once), never dropped.
+        """
         async for event in stream.events():
             brief_id = event.key.decode()
-            if brief_id in first_seen:
+            origin = [event.message.partition, event.message.offset]
+            seen = first_seen.get(brief_id)
+            if seen is not None and seen[1:] != origin:
                 metrics.duplicate_briefs.inc()
                 continue
             brief = Brief.model_validate_json(event.value)
-            first_seen[brief_id] = brief.fetched_at.timestamp()
+            first_seen[brief_id] = [brief.fetched_at.timestamp(), *origin]
             await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp)
             await story_input_topic.send(key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp)
             now = time.time()
@@ -259,17 +269,23 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 stream._set_current_event(event)
                 result = engine.process(ClusterInput.from_brief(brief))
                 story = result.story
-                if story.opened:
+                if result.replayed:
+                    metrics.story_replays.inc()
+                elif story.opened:
                     metrics.stories_opened.inc()
-                await stories_topic.send(
-                    key=story.id.encode(), value=story.model_dump_json().encode(), timestamp=brief.event_time.timestamp()
-                )
+                if story is not None:
+                    await stories_topic.send(
+                        key=story.id.encode(),
+                        value=story.model_dump_json().encode(),
+                        timestamp=brief.event_time.timestamp(),
+                    )
                 for alert in result.alerts:
                     metrics.note_alert(alert.topic, alert.count, alert.detected_at.timestamp())
-                    if alert.revision == 1:
-                        metrics.alerts_raised.labels(alert.severity).inc()
-                    else:
-                        metrics.alert_revisions.inc()
+                    if not result.replayed:
+                        if alert.revision == 1:
+                            metrics.alerts_raised.labels(alert.severity).inc()
+                        else:
+                            metrics.alert_revisions.inc()
                     await alerts_topic.send(
                         key=alert.topic.encode(),
                         value=alert.model_dump_json().encode(),

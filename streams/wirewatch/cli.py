@@ -274,8 +274,11 @@ def cluster(briefs: str) -> None:
             where = ".".join(str(part) for part in problem["loc"]) or "brief"
             _fail(f"{briefs}:{number}: invalid brief: {where}: {problem['msg']}")
     engine = create_engine(Settings())
-    progress = _Progress("clustered", len(inputs))
-    for brief in sorted(inputs, key=lambda b: (b.published_at, b.id)):
+    unique = {brief.id: brief for brief in reversed(inputs)}  # the first line of an id wins
+    if len(unique) < len(inputs):
+        click.echo(f"wirewatch: ignored {len(inputs) - len(unique)} repeated brief id(s)", err=True)
+    progress = _Progress("clustered", len(unique))
+    for brief in sorted(unique.values(), key=lambda b: (b.published_at, b.id)):
         result = engine.process(brief)
         _write_json_line(
             {"type": "assignment", "brief_id": brief.id, "story_id": result.story.id, "story_label": result.story.label}

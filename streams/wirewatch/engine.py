@@ -51,18 +51,20 @@ class EngineState:
     stream: MutableMapping[str, float]
     topic_counts: WindowCounts
     story_counts: WindowCounts
+    processed: MutableMapping[str, dict]
 
     @classmethod
     def in_memory(cls, config: DetectorConfig) -> "EngineState":
         windows = HoppingWindows(config.window_size, config.window_step)
         retain = config.window_size * 2
-        return cls({}, {}, {}, {}, HoppingCounts(windows, retain), HoppingCounts(windows, retain))
+        return cls({}, {}, {}, {}, HoppingCounts(windows, retain), HoppingCounts(windows, retain), {})
 
 
 @dataclass
 class EngineResult:
-    story: Story
+    story: Story | None
     alerts: list[Alert] = field(default_factory=list)
+    replayed: bool = False
 
 
 def _utc(timestamp: float) -> datetime:
@@ -221,6 +223,13 @@ class SpikeTracker:
         )
         self.state.alerts[topic] = record
 
+    def current(self, topic: str, timestamp: float) -> Alert | None:
+        """The alert ``topic`` carries now, if any."""
+        record = self.state.alerts.get(topic)
+        if record is None or "id" not in record:
+            return None
+        return self._emit(topic, record, timestamp)
+
     def _emit(self, topic: str, record: dict, timestamp: float) -> Alert:
         history = TopicHistory.from_dict(self.state.topic_history.get(topic))
         mentions = history.mentions_between(record["window_start"], record["window_end"])
@@ -264,15 +273,41 @@ class StoryEngine:
         self.state = state
 
     def process(self, brief: ClusterInput) -> EngineResult:
+        """Assign ``brief`` to a story and update the counts and alerts.
+
+        A brief processed before (the same input read again after a crash,
+        before its offset was committed) changes nothing: its story and the
+        alerts it touched are returned as they stand, flagged ``replayed``.
+        """
         timestamp = brief.published_at.timestamp()
+        done = self.state.processed.get(brief.id)
+        if done is not None:
+            return self._replay(brief, done, timestamp)
         terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
         _, watermark = self.spikes.advance(timestamp)
         self.clusterer.expire(watermark)
+        if self.state.stream["processed"] % SpikeTracker.prune_every == 0:
+            self._forget_processed(watermark)
         story, opened, _ = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
         self.state.story_counts.add(story["id"], timestamp)
-        story_window = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
         alerts = self.spikes.observe({topic: [brief.id] for topic in terms.topics}, timestamp, story["id"], terms.language)
-        result_story = Story(
+        self.state.processed[brief.id] = {"t": timestamp, "story": story["id"], "alerts": [a.topic for a in alerts]}
+        return EngineResult(self._story(story, brief.id, opened, timestamp), alerts)
+
+    def _replay(self, brief: ClusterInput, done: dict, timestamp: float) -> EngineResult:
+        story = self.state.stories.get(done["story"])
+        alerts = [alert for topic in done["alerts"] if (alert := self.spikes.current(topic, timestamp)) is not None]
+        result_story = self._story(story, brief.id, False, timestamp) if story else None
+        return EngineResult(result_story, alerts, replayed=True)
+
+    def _forget_processed(self, watermark: float) -> None:
+        horizon = watermark - self.clusterer.config.ttl
+        for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
+            del self.state.processed[brief_id]
+
+    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float) -> Story:
+        window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
+        return Story(
             id=story["id"],
             label=Clusterer.label(story),
             topics=story["topics"],
@@ -281,12 +316,11 @@ class StoryEngine:
             brief_count=story["count"],
             first_seen=_utc(story["first_seen"]),
             last_seen=_utc(story["last_seen"]),
-            window_count=story_window,
+            window_count=window_count,
             samples=story["samples"],
             opened=opened,
-            brief_id=brief.id,
+            brief_id=brief_id,
         )
-        return EngineResult(result_story, alerts)
 
 
 def create_engine(settings, state: EngineState | None = None) -> StoryEngine:

@@ -113,6 +113,11 @@ class Metrics:
             registry=registry,
         )
         self.stories_opened = Counter("wirewatch_stories_opened", "Stories opened.", registry=registry)
+        self.story_replays = Counter(
+            "wirewatch_story_replays",
+            "Briefs the story stage had already processed, read again after a restart; their outputs are re-sent.",
+            registry=registry,
+        )
         self.stories_active = Gauge("wirewatch_stories_active", "Stories not yet expired.", registry=registry)
         self.alerts_raised = Counter(
             "wirewatch_alerts_raised", "Alerts raised (new ids), by severity.", ["severity"], registry=registry

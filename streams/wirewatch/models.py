@@ -43,8 +43,8 @@ class Envelope(BaseModel):
         default=None,
         description="Publication time of the page's lead article, when the scraper knows it.",
     )
-    content_type: Literal["text/plain"] = Field(
-        default="text/plain", description="Media type of body."
+    content_type: Literal["text/plain", "text/html"] = Field(
+        default="text/plain", description="Media type of body; markup is reduced to text either way."
     )
     body: str = Field(description="The page text.")
 

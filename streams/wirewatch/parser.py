@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .errors import ParseError
+from .markup import html_to_text, looks_like_html
 from .models import Brief, Precision
 
-__all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age"]
+__all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE"]
 
 # A dateline city is printed in capitals: letters (any script), spaces,
 # hyphens, dots and apostrophes ('S-HERTOGENBOSCH, SINT-PETERSBURG, TEL AVIV).
@@ -33,6 +34,9 @@ _AGENCY = r"[^\W_][\w.&' ]*?"
 _DATELINE = re.compile(
     rf"(?P<city>{_CITY})[ \t]*\((?P<agencies>{_AGENCY}(?:[ \t]*/[ \t]*{_AGENCY})*)\)[ \t]*[-–—][ \t]*"
 )
+
+#: Ages beyond this are not believed ("99999 dagen geleden"); wire lists show hours and days.
+MAX_AGE = timedelta(days=366)
 
 _DATELINE_AHEAD = _DATELINE.pattern.replace("?P<city>", "?:").replace("?P<agencies>", "?:")
 
@@ -114,9 +118,8 @@ def _age_from_groups(text: str, count: str | None, unit: str | None, word: str |
     assert count is not None and unit is not None
     number = _NUMBER_WORDS.get(count.lower()) or int(count)
     step, precision, language = _UNITS[unit.lower()]
-    # Absurd ages ("99999 dagen geleden") would leave datetime's range; cap
-    # them at a century, which is still obviously wrong to any reader.
-    delta = min(step * number, timedelta(days=36500))
+    # Absurd ages ("99999 dagen geleden") would leave datetime's range.
+    delta = min(step * number, MAX_AGE + timedelta(days=1))
     return Age(text, delta, precision, language)
 
 
@@ -127,6 +130,7 @@ class Rejected:
     reason: str
     message: str
     text: str
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,10 @@ def brief_id(city: str | None, agencies: list[str], text: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """Unicode NFC, Unix newlines, no BOM or control characters, no trailing blanks."""
+    """Plain text (markup removed), Unicode NFC, Unix newlines, no BOM or control characters, no trailing blanks."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    if looks_like_html(text):
+        text = html_to_text(text)
     text = _CONTROL.sub("", unicodedata.normalize("NFC", text))
     return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
 
@@ -252,6 +258,7 @@ def parse_page(
     url: str | None = None,
     section: str | None = None,
     lead_published_at: datetime | None = None,
+    max_briefs: int = 500,
 ) -> ParsedPage:
     """Split ``page`` into briefs.
 
@@ -259,6 +266,11 @@ def parse_page(
     ``fetched_at`` minus their printed age. ``lead_published_at`` is the lead's
     publication time when the producer knows it; the page does not print it.
     ``section`` names the page's section when the page has no list header.
+
+    A page with more than ``max_briefs`` items keeps the first ones and
+    rejects the rest (reason ``too_many_briefs``), which bounds the work and
+    memory one page can cost. An age over :data:`MAX_AGE` is not believed: the
+    brief keeps its ``age_text`` but gets no ``published_at``.
 
     Raises :class:`ParseError` when the page holds no brief at all.
     """
@@ -289,6 +301,13 @@ def parse_page(
 
     briefs: list[Brief] = []
     rejected: list[Rejected] = []
+    if len(fragments) > max_briefs:
+        extra = len(fragments) - max_briefs
+        rejected.append(
+            Rejected("too_many_briefs", f"the page has {len(fragments)} items; only the first {max_briefs} are read",
+                     "", extra)
+        )
+        fragments = fragments[:max_briefs]
     for fragment in fragments:
         city, agencies, body = _split_dateline(fragment.body)
         if city is None:
@@ -298,7 +317,7 @@ def parse_page(
             rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", fragment.body.strip()))
             continue
         body = _WHITESPACE.sub(" ", body) if fragment.kind == "brief" else _tidy_paragraphs(body)
-        if fragment.age is not None:
+        if fragment.age is not None and fragment.age.delta <= MAX_AGE:
             published_at = fragment.age.published_at(fetched_at)
             precision: Precision | None = fragment.age.precision
         elif fragment.kind == "lead" and lead_published_at is not None:

@@ -10,7 +10,7 @@ import base64
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
@@ -100,14 +100,25 @@ def _key_text(key: bytes | None) -> str | None:
     return text or None
 
 
-def split_record(record: RawRecord, *, max_page_bytes: int, dead_letter_max_original_bytes: int) -> Outcome:
+def split_record(
+    record: RawRecord,
+    *,
+    max_page_bytes: int,
+    dead_letter_max_original_bytes: int,
+    max_briefs_per_page: int = 500,
+    now: datetime | None = None,
+) -> Outcome:
     """Briefs and dead letters of one raw record. Never raises on bad input."""
     try:
         envelope = decode_envelope(record, max_page_bytes=max_page_bytes)
-        page = parse_envelope(envelope)
+        check_fetch_time(envelope, now or datetime.now(timezone.utc))
+        page = parse_envelope(envelope, max_briefs=max_briefs_per_page)
     except RejectedInput as error:
         letter = dead_letter(record, error.reason, error.message, max_original_bytes=dead_letter_max_original_bytes)
         return Outcome(briefs=[], dead_letters=[letter])
+    counts: Counter[str] = Counter()
+    for rejected in page.rejected:
+        counts[rejected.reason] += rejected.count
     letters = [
         dead_letter(
             record,
@@ -117,12 +128,29 @@ def split_record(record: RawRecord, *, max_page_bytes: int, dead_letter_max_orig
             max_original_bytes=dead_letter_max_original_bytes,
             rejected_count=count,
         )
-        for reason, count in Counter(r.reason for r in page.rejected).items()
+        for reason, count in counts.items()
     ]
     return Outcome(briefs=page.briefs, dead_letters=letters, envelope=envelope)
 
 
-def parse_envelope(envelope: Envelope) -> ParsedPage:
+#: Producers' clocks may run a little ahead; more than this is a bad fetch time.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+#: Kafka timestamps cannot precede 1970; wire archives do not precede this.
+EARLIEST_FETCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def check_fetch_time(envelope: Envelope, now: datetime) -> None:
+    """Reject fetch times Kafka or the windows cannot use: in the future, or before 2000."""
+    for name, moment in (("fetched_at", envelope.fetched_at), ("published_at", envelope.published_at)):
+        if moment is None:
+            continue
+        if moment > now + MAX_CLOCK_SKEW:
+            raise DecodeError("time_in_future", f"{name} {moment.isoformat()} is in the future")
+        if moment < EARLIEST_FETCH:
+            raise DecodeError("time_out_of_range", f"{name} {moment.isoformat()} is before {EARLIEST_FETCH.year}")
+
+
+def parse_envelope(envelope: Envelope, *, max_briefs: int = 500) -> ParsedPage:
     """Parse the page an envelope carries."""
     return parse_page(
         envelope.body,
@@ -131,6 +159,7 @@ def parse_envelope(envelope: Envelope) -> ParsedPage:
         url=envelope.url,
         section=envelope.section,
         lead_published_at=envelope.published_at,
+        max_briefs=max_briefs,
     )
 
 

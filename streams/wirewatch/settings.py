@@ -46,7 +46,12 @@ class Settings(BaseSettings):
     topic_alerts: str = "wire.alerts"
     topic_partitions: int = Field(default=4, ge=1, description="Partitions of every topic wirewatch creates.")
     topic_replication_factor: int = Field(default=1, ge=1)
-    max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger raw values go to the DLQ.")
+    max_page_bytes: int = Field(
+        default=900 * 1024,
+        ge=1024,
+        description="Larger raw values go to the DLQ. Kafka's default message limit is 1 MiB; raise both together.",
+    )
+    max_briefs_per_page: int = Field(default=500, ge=1, description="Items beyond this on one page are rejected.")
     dead_letter_max_original_bytes: int = Field(
         default=64 * 1024, ge=0, description="How much of a rejected value a dead letter keeps."
     )
