@@ -302,3 +302,15 @@ class TestEvaluation:
         report = score_alerts(spikes, brief_spike, alerts)
         assert (report["alerts"], report["true_alerts"], report["precision"], report["recall"]) == (2, 1, 0.5, 0.5)
         assert report["median_delay_seconds"] == 300.0 and report["missed_spikes"] == ["s2"]
+
+
+def test_a_brief_read_again_changes_nothing(extractor, seed_page):
+    stories = engine(extractor)
+    inputs = seed_inputs(seed_page)
+    results = [stories.process(brief) for brief in inputs]
+    counts = {topic: dict(h) for topic, h in stories.state.topic_history.items()}
+    again = stories.process(inputs[-2])  # STRAATSBURG, which revised the Greenland alert
+    assert again.replayed and again.story.id == results[-2].story.id
+    assert [a.id for a in again.alerts] == [a.id for a in results[-2].alerts]
+    assert {topic: dict(h) for topic, h in stories.state.topic_history.items()} == counts
+    assert max(w.count for w in stories.state.topic_counts.counts("greenland", inputs[-2].published_at.timestamp())) == 4
