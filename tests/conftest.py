@@ -30,26 +30,61 @@ def seed_page() -> str:
     return path.read_text(encoding="utf-8")
 
 
+class LocalBroker:
+    """The test run's broker, started by deploy/kafka/local-kafka.sh."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_DATA_DIR": str(data_dir),
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *, fresh: bool = False) -> None:
+        env = {**self.env, "KAFKA_FRESH": "1" if fresh else "0"}
+        subprocess.run([str(LOCAL_KAFKA), "start"], env=env, check=True)
+
+    def stop(self) -> None:
+        subprocess.run([str(LOCAL_KAFKA), "stop"], env=self.env, check=False)
+
+    def restart(self) -> None:
+        """Stop the broker cleanly and start it again on the same storage."""
+        self.stop()
+        self.start()
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of a running broker, started for this test run when none is given."""
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
+def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The broker started for this test run; None when KAFKA_BOOTSTRAP_SERVERS names one to use."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
         return
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(free_port()),
-        "KAFKA_DATA_DIR": str(tmp_path_factory.mktemp("kafka")),
-        "KAFKA_FRESH": "1",
-    }
-    subprocess.run([str(LOCAL_KAFKA), "start"], env=env, check=True)
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start(fresh=True)
     try:
-        yield f"127.0.0.1:{port}"
+        yield broker
     finally:
-        subprocess.run([str(LOCAL_KAFKA), "stop"], env=env, check=False)
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_broker: LocalBroker | None) -> str:
+    """Bootstrap address of a running broker."""
+    return local_broker.bootstrap if local_broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@pytest.fixture
+def kafka_control(local_broker: LocalBroker | None) -> LocalBroker:
+    """Stop and start the broker; only for the broker this test run started."""
+    if local_broker is None:
+        pytest.skip("restarting the broker needs the test run's own broker, not KAFKA_BOOTSTRAP_SERVERS")
+    return local_broker
 
 
 @pytest.fixture

@@ -60,6 +60,15 @@ class WorkerProcess:
         """Until Faust reports the worker ready, that is, started and assigned partitions."""
         self.wait_for_log("[^Worker]: Ready", timeout)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit, no flush."""
+        self.process.kill()
+        self.process.wait()
+
+    def rss_bytes(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024
+
     def stop(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -89,6 +98,20 @@ async def produce(
     await producer.start()
     try:
         return await producer.send_and_wait(topic, value, key=key, headers=headers, timestamp_ms=timestamp_ms)
+    finally:
+        await producer.stop()
+
+
+async def produce_many(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Write (key, value) records in order and wait until all are acknowledged."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
     finally:
         await producer.stop()
 

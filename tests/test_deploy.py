@@ -116,7 +116,8 @@ def test_compose_mirrors_the_local_scripts():
     assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
     assert services["topics"]["image"] == f"apache/kafka:{kafka_version}"
     local = (DEPLOY / "kafka" / "local-kafka.sh").read_text()
-    for setting in ("log.retention.ms=-1", "group.initial.rebalance.delay.ms=0", "process.roles=broker,controller"):
+    for setting in ("log.retention.ms=-1", "group.initial.rebalance.delay.ms=0", "process.roles=broker,controller",
+                    "message.max.bytes=16777216"):
         key, value = setting.split("=")
         assert setting in local
         assert services["kafka"]["environment"]["KAFKA_" + key.upper().replace(".", "_")] == value

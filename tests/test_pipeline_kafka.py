@@ -33,7 +33,7 @@ def _produce_page_with_cli(path, fetched_at: datetime) -> dict:
 
 
 def _internal_topics(settings) -> list[str]:
-    return [settings.topic_raw, f"{settings.app_id}-brief-candidates"]
+    return settings.stage_topics()[:2]
 
 
 def test_two_snapshots_of_the_seed_page_yield_its_eight_briefs_once(

@@ -24,7 +24,7 @@ def _produce(path, fetched_at: datetime) -> None:
 
 
 def _stage_topics(settings) -> list[str]:
-    return [settings.topic_raw, f"{settings.app_id}-brief-candidates", f"{settings.app_id}-story-input"]
+    return settings.stage_topics()
 
 
 def test_the_seed_page_raises_one_greenland_alert_and_a_later_snapshot_none(

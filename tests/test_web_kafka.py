@@ -51,7 +51,7 @@ def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env
         envelope = {"source": "seed", "url": "https://example.org/b", "fetched_at": snapshot.isoformat(), "body": seed_page}
         run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"https://example.org/b"))
     run(produce(wirewatch_settings, wirewatch_settings.topic_raw, b"\xff\xfe broken", key=b"scraper-9"))
-    stages = [wirewatch_settings.topic_raw, f"{wirewatch_settings.app_id}-brief-candidates", f"{wirewatch_settings.app_id}-story-input"]
+    stages = wirewatch_settings.stage_topics()
     run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
     run(wait_until_drained(wirewatch_settings, stages))
 

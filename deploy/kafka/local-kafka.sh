@@ -96,6 +96,8 @@ group.initial.rebalance.delay.ms=0
 # delete replayed old pages at once, so the development broker keeps by size.
 log.retention.ms=-1
 log.retention.bytes=1073741824
+# Large enough for the oversized pages the tests send to prove they are dead-lettered.
+message.max.bytes=16777216
 EOF
 }
 

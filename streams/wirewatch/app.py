@@ -138,10 +138,10 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
 
     raw_topic = _bytes_topic(app, settings.topic_raw, settings)
-    candidates_topic = _bytes_topic(app, f"{settings.app_id}-brief-candidates", settings, internal=True)
+    candidates_topic = _bytes_topic(app, settings.topic_candidates, settings, internal=True)
     briefs_topic = _bytes_topic(app, settings.topic_briefs, settings)
     dead_letter_topic = _bytes_topic(app, settings.topic_dead_letters, settings)
-    story_input_topic = _bytes_topic(app, f"{settings.app_id}-story-input", settings, internal=True)
+    story_input_topic = _bytes_topic(app, settings.topic_story_input, settings, internal=True)
     stories_topic = _bytes_topic(app, settings.topic_stories, settings)
     alerts_topic = _bytes_topic(app, settings.topic_alerts, settings)
 

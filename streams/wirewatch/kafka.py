@@ -71,8 +71,13 @@ def external_topics(settings: Settings) -> list[str]:
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Create the missing ones of ``names`` (default: the external topics); return those created."""
-    wanted = list(names if names is not None else external_topics(settings))
+    """Create the missing ones of ``names`` (default: every topic the agents read or write); return those created.
+
+    The worker calls this before Faust starts: a topic an agent consumes that
+    does not exist at the first partition assignment is only picked up at the
+    next metadata refresh, minutes later.
+    """
+    wanted = list(names if names is not None else [*external_topics(settings), *settings.stage_topics()[1:]])
     admin = admin_client(settings)
     await admin.start()
     try:

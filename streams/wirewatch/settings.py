@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         """The bootstrap servers in Faust's ``kafka://`` URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(","))
 
+    @property
+    def topic_candidates(self) -> str:
+        """Internal: brief candidates keyed by brief id, for de-duplication."""
+        return f"{self.app_id}-brief-candidates"
+
+    @property
+    def topic_story_input(self) -> str:
+        """Internal: new briefs under one key, for the story stage."""
+        return f"{self.app_id}-story-input"
+
+    def stage_topics(self) -> list[str]:
+        """The topics the agents consume, in pipeline order."""
+        return [self.topic_raw, self.topic_candidates, self.topic_story_input]
+
     def broker_credentials(self):
         """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
         from faust import SASLCredentials, SSLCredentials

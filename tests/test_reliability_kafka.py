@@ -1,0 +1,188 @@
+"""Losing nothing: crashes, scale-out, a broker restart and hostile input, against the real broker."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from kafka_helpers import free_port, produce_many, read_topic, run, wait_until_drained
+from wirewatch.models import Alert, DeadLetter, Envelope
+from wirewatch.pipeline import parse_envelope
+from wirewatch.simulation import Scenario, simulate
+
+pytestmark = pytest.mark.kafka
+
+COOLDOWN = 2 * 3600
+
+
+def simulated_feed(hours: float, *, snapshot_every: float = 300.0, spikes: int = 4, seed: int = 7):
+    """(key, envelope bytes) records of a simulated feed ending now, and the brief ids the worker must publish."""
+    start = datetime.now(timezone.utc) - timedelta(hours=hours)
+    simulation = simulate(Scenario(hours=hours, spikes=spikes, seed=seed, snapshot_every=snapshot_every), start)
+    records, expected = [], set()
+    for snapshot in simulation.snapshots:
+        envelope = Envelope(source="sim", url="https://wire.example/b", fetched_at=snapshot.fetched_at, body=snapshot.page)
+        records.append((b"https://wire.example/b", envelope.model_dump_json().encode()))
+        expected.update(brief.id for brief in parse_envelope(envelope).briefs)
+    return records, expected
+
+
+def stage_topics(settings) -> list[str]:
+    return settings.stage_topics()
+
+
+def brief_ids(settings) -> list[str]:
+    return [record.key.decode() for record in run(read_topic(settings, settings.topic_briefs))]
+
+
+def alerts_after_consumer_rule(settings) -> list[Alert]:
+    """The documented rule: keep one record per (alert id, revision)."""
+    unique = {}
+    for record in run(read_topic(settings, settings.topic_alerts)):
+        alert = Alert.model_validate_json(record.value)
+        unique[(alert.id, alert.revision)] = alert
+    return list(unique.values())
+
+
+def assert_no_spike_alerted_twice(alerts: list[Alert]) -> None:
+    raised = defaultdict(list)
+    for alert in alerts:
+        if alert.revision == 1 and alert.escalation == 0:
+            raised[alert.topic].append(alert.detected_at.timestamp())
+    for topic, times in raised.items():
+        times.sort()
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+        assert all(gap >= COOLDOWN for gap in gaps), f"{topic} raised again within its cooldown: {times}"
+
+
+def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_settings, wirewatch_env, start_worker):
+    records, expected = simulated_feed(hours=40, snapshot_every=60)
+    assert len(records) > 2000
+    first = start_worker(wirewatch_env)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))
+    run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=len(expected) // 3, timeout=120))
+    first.kill()
+
+    second = start_worker(wirewatch_env)
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=300))
+    published = brief_ids(wirewatch_settings)
+    assert set(published) == expected, "every brief is on wire.briefs"
+    assert len(published) - len(set(published)) < len(expected) // 10, "few duplicates, removed by id"
+    assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
+    assert second.process.poll() is None
+
+    # The de-duplication table came back from its changelog: old snapshots add nothing.
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[:50]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
+    assert len(brief_ids(wirewatch_settings)) == len(published)
+    # Stories came back too: story updates after the restart continue stories opened before it.
+    stories = [json.loads(record.value) for record in run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories))]
+    assert max(story["brief_count"] for story in stories) > 10
+
+
+def metric_total(port: int, name: str) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
+    wirewatch_settings, wirewatch_env, start_worker, tmp_path
+):
+    ports = [free_port(), free_port()]
+    workers = [
+        start_worker({**wirewatch_env, "WIREWATCH_WEB_PORT": str(port), "WIREWATCH_DATA_DIR": f"{tmp_path}/w{port}"})
+        for port in ports
+    ]
+    records, expected = simulated_feed(hours=6, spikes=2, seed=11)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[: len(records) // 2]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
+    emitted = [metric_total(port, "wirewatch_briefs_emitted_total") for port in ports]
+    assert all(count > 0 for count in emitted), f"both workers de-duplicate a share of the briefs: {emitted}"
+
+    workers[0].kill()
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[len(records) // 2 :]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
+    published = brief_ids(wirewatch_settings)
+    assert set(published) == expected
+    assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
+    # The survivor took over the dead worker's de-duplication state as well as its partitions.
+    before = len(published)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[:30]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
+    assert len(brief_ids(wirewatch_settings)) == before
+
+
+def test_the_worker_rides_out_a_broker_restart(wirewatch_settings, wirewatch_env, start_worker, kafka_control):
+    worker = start_worker(wirewatch_env)
+    records, expected = simulated_feed(hours=4, spikes=1, seed=3)
+    half = len(records) // 2
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[:half]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
+
+    kafka_control.restart()
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[half:]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=240))
+    assert set(brief_ids(wirewatch_settings)) == expected
+    assert worker.process.poll() is None, "the worker resumed by itself"
+
+
+BAD_RECORDS = [
+    (b"\xff\xfe\xfa not utf-8", "invalid_utf8"),
+    (b"", "empty_message"),
+    (b"   ", "empty_message"),
+    (b'{"source": 5, "fetched_at": "2026-01-01T00:00:00Z", "body": "x"}', "invalid_envelope"),
+    (b'{"source": "s"}', "invalid_envelope"),
+    (b"{" + b'"a":{' * 3000 + b"}" * 3001, "invalid_json"),
+    (b"{not json at all", "invalid_json"),
+    ("\x00\x01\x02\x03".encode(), "empty_page"),
+    (b"just words, no dateline anywhere", "no_briefs"),
+    (b"x" * (2 * 1024 * 1024), "too_large"),
+]
+
+
+def test_soak_good_in_equals_briefs_out_and_bad_in_equals_dead_letters_out(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    worker = start_worker(wirewatch_env)
+    good, expected = simulated_feed(hours=10, spikes=2, seed=5)
+    now = datetime.now(timezone.utc)
+    # The same pages again at a high rate: duplicates, not new briefs.
+    good = good + good[-40:] * 5
+    hostile_html = Envelope(
+        source="sim", fetched_at=now, body="<html><script>evil()</script><p>Meer uit Buitenland</p>"
+        "<p>PARIJS (ANP) - Een brief in HTML.</p><p>4 minuten geleden</p></html>"
+    )
+    good.append((b"html", hostile_html.model_dump_json().encode()))
+    expected |= {b.id for b in parse_envelope(hostile_html).briefs}
+    bad = []
+    for index in range(150):
+        value, reason = BAD_RECORDS[index % len(BAD_RECORDS)]
+        if reason == "too_large" and index >= len(BAD_RECORDS):
+            continue  # one oversized record is enough to prove the limit
+        bad.append((f"bad-{index}".encode(), value, reason))
+    bad.append((b"future", orjson.dumps({"source": "s", "fetched_at": (now + timedelta(days=3)).isoformat(), "body": seed_page}), "time_in_future"))
+    mixed = []
+    for index, record in enumerate(good):
+        mixed.append(record)
+        if index < len(bad):
+            mixed.append(bad[index][:2])
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, mixed))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=240))
+
+    assert set(brief_ids(wirewatch_settings)) == expected
+    assert len(brief_ids(wirewatch_settings)) == len(expected), "each brief once"
+    letters = [DeadLetter.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_dead_letters))]
+    assert len(letters) == len(bad)
+    assert sorted(letter.reason for letter in letters) == sorted(reason for _, _, reason in bad)
+    assert all(len(letter.original_base64) <= 4 * 64 * 1024 // 3 + 4 for letter in letters)
+    assert worker.process.poll() is None
+    assert worker.rss_bytes() < 1024**3
