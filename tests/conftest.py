@@ -33,12 +33,18 @@ def seed_page() -> str:
 class LocalBroker:
     """The test run's broker, started by deploy/kafka/local-kafka.sh."""
 
+    sasl_user, sasl_password = "wirewatch", "s3cret-scram-pass"
+
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
+        self.sasl_port = free_port()
         self.env = {
             **os.environ,
             "KAFKA_PORT": str(self.port),
             "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_SASL_PORT": str(self.sasl_port),
+            "KAFKA_SASL_USER": self.sasl_user,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
             "KAFKA_DATA_DIR": str(data_dir),
         }
 

@@ -15,6 +15,9 @@
 #   KAFKA_FRESH=1          wipe KAFKA_DATA_DIR before starting
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker         (default 90)
 #   KAFKA_HEAP_OPTS        JVM heap                               (default -Xms256m -Xmx768m)
+#   KAFKA_SASL_PORT        also listen for SASL_PLAINTEXT here (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)
+#   KAFKA_SASL_USER, KAFKA_SASL_PASSWORD   the SASL user created with the storage
+#                          (default wirewatch / wirewatch-secret; development only)
 #   WIREWATCH_CACHE_DIR    where jars are cached                  (default .cache at the repo root)
 set -euo pipefail
 
@@ -28,6 +31,9 @@ controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 data_dir="${KAFKA_DATA_DIR:-$cache_dir/kafka/data-$port}"
 pid_file="$data_dir/broker.pid"
 start_timeout="${KAFKA_START_TIMEOUT:-90}"
+sasl_port="${KAFKA_SASL_PORT:-}"
+sasl_user="${KAFKA_SASL_USER:-wirewatch}"
+sasl_password="${KAFKA_SASL_PASSWORD:-wirewatch-secret}"
 
 say() { echo "local-kafka: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -72,15 +78,21 @@ port_open() {
 }
 
 write_config() {
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  if [[ -n "$sasl_port" ]]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
+    advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
+  fi
   cat >"$data_dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 log.dirs=$data_dir/logs
 num.partitions=1
 auto.create.topics.enable=true
@@ -99,6 +111,14 @@ log.retention.bytes=1073741824
 # Large enough for the oversized pages the tests send to prove they are dead-lettered.
 message.max.bytes=16777216
 EOF
+  if [[ -n "$sasl_port" ]]; then
+    cat >>"$data_dir/server.properties" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
+EOF
+  fi
 }
 
 start() {
@@ -118,8 +138,13 @@ start() {
   if [[ ! -f "$data_dir/logs/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)"
+    local scram=()
+    if [[ -n "$sasl_port" ]]; then
+      scram=(--add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$sasl_password]"
+             --add-scram "SCRAM-SHA-256=[name=$sasl_user,password=$sasl_password]")
+    fi
     (kafka_java kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$data_dir/server.properties" >/dev/null)
+      -c "$data_dir/server.properties" "${scram[@]}" >/dev/null)
   fi
   say "starting Kafka $kafka_version on 127.0.0.1:$port (data: $data_dir)"
   (kafka_java kafka.Kafka "$data_dir/server.properties") >"$data_dir/stdout.log" 2>&1 </dev/null &
