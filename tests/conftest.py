@@ -109,6 +109,8 @@ def wirewatch_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
         "WIREWATCH_DATA_DIR": str(tmp_path / "worker-data"),
         "WIREWATCH_WEB_PORT": str(free_port()),
         "WIREWATCH_BROKER_WAIT_TIMEOUT": "60",
+        # A killed worker's partitions move after 10 s instead of a minute.
+        "WIREWATCH_SESSION_TIMEOUT_SECONDS": "10",
     }
 
 

@@ -98,6 +98,12 @@ class FaustWindowCounts:
             for start, end in self.windows.ranges(timestamp)
         ]
 
+    def forget_before(self, cutoff: float) -> None:
+        # Store keys are (key, (start, end)); a RocksDB store gives them back as lists.
+        table = self.table.table
+        for stored in [k for k in table.data.keys() if k[1][1] < cutoff]:
+            del table[stored]
+
 
 def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> TopicT:
     return app.topic(
@@ -130,6 +136,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         web_router_enabled=False,
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.group_instance_id,
+        broker_session_timeout=settings.session_timeout_seconds,
         autodiscover=False,
         # No agent runs on_leader, so the leader-election topic is not needed.
         topic_disable_leader=True,
@@ -158,8 +165,12 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         return app.Table(name, partitions=settings.topic_partitions, help=help)
 
     def window_table(name: str, help: str):
+        # No Faust expiry: it runs on the wall clock and forgets what it must
+        # expire after a restart (faust-streaming #385). The engine drops old
+        # windows itself, by event time, through the table (so the changelog
+        # gets tombstones).
         return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).hopping(
-            detector.window_size, detector.window_step, expires=settings.window_expires_seconds
+            detector.window_size, detector.window_step
         )
 
     topic_windows = window_table("topic-window-counts", "Briefs per topic and window.")
@@ -310,6 +321,27 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         metrics.set_consumer_lag(
             {(tp.topic, tp.partition): max(ends[tp] - committed.get((tp.topic, tp.partition), 0), 0) for tp in assigned}
         )
+
+    stalled: set = set()
+
+    @app.timer(settings.backpressure_check_seconds)
+    async def resume_stalled_partitions() -> None:
+        """Work around a Faust back-pressure stall seen under load.
+
+        When an agent's buffer fills, Faust stops fetching the partition
+        (``on_buffer_full``) and fetches again once the buffer drains
+        (``on_buffer_drop``). After a burst, a partition was seen to stay
+        stopped with its buffer empty and its lag growing for good. A
+        partition still stopped at two checks in a row is fetched again; if its
+        buffer really is full, Faust stops it again at once.
+        """
+        nonlocal stalled
+        buffered = set(getattr(app.consumer, "_buffered_partitions", ()))
+        for tp in sorted(buffered & stalled):
+            log.warning("resuming %s/%s, left unfetched after back-pressure", tp.topic, tp.partition)
+            metrics.stalled_partitions_resumed.inc()
+            app.consumer.on_buffer_drop(tp)
+        stalled = buffered - stalled
 
     @app.task
     async def follow_desk() -> None:

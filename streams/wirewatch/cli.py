@@ -316,6 +316,22 @@ def backtest(counts: str, topic: str) -> None:
     progress.close()
 
 
+def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
+    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
+    import io
+    import signal
+
+    log = logging.getLogger("wirewatch.tasks")
+
+    def dump() -> None:
+        for task in asyncio.all_tasks(loop):
+            stack = io.StringIO()
+            task.print_stack(file=stack, limit=8)
+            log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+
+
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write pages, briefs and truth here.")
 @click.option("--produce", "produce_pages", is_flag=True, help="Also publish the snapshots to the raw topic.")
@@ -475,6 +491,7 @@ def worker(loglevel: str | None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     wirewatch = create_app(settings)
+    _dump_tasks_on_sigusr1(loop)
     faust.Worker(
         wirewatch.app,
         loglevel=level,
@@ -484,6 +501,22 @@ def worker(loglevel: str | None) -> None:
         logging_config=log_config,
         quiet=settings.log_format == "json",
     ).execute_from_commandline()
+
+
+def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
+    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
+    import io
+    import signal
+
+    log = logging.getLogger("wirewatch.tasks")
+
+    def dump() -> None:
+        for task in asyncio.all_tasks(loop):
+            stack = io.StringIO()
+            task.print_stack(file=stack, limit=8)
+            log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
 @main.command()

@@ -56,8 +56,7 @@ class EngineState:
     @classmethod
     def in_memory(cls, config: DetectorConfig) -> "EngineState":
         windows = HoppingWindows(config.window_size, config.window_step)
-        retain = config.window_size * 2
-        return cls({}, {}, {}, {}, HoppingCounts(windows, retain), HoppingCounts(windows, retain), {})
+        return cls({}, {}, {}, {}, HoppingCounts(windows), HoppingCounts(windows), {})
 
 
 @dataclass
@@ -88,22 +87,27 @@ class SpikeTracker:
         self.detector = SpikeDetector(config)
         self.state = state
 
-    prune_every = 500
-
     def advance(self, timestamp: float) -> tuple[float, float]:
         """Move the stream clock; return (observed_since, watermark)."""
         stream = self.state.stream
         observed_since = min(stream.get("observed_since", timestamp), timestamp)
         watermark = max(stream.get("watermark", timestamp), timestamp)
-        processed = stream.get("processed", 0) + 1
-        stream["observed_since"], stream["watermark"], stream["processed"] = observed_since, watermark, processed
-        if processed % self.prune_every == 0:
+        stream["observed_since"], stream["watermark"] = observed_since, watermark
+        # Housekeeping runs once per window step of event time, so a replay does it at the same points.
+        if watermark - stream.get("pruned_at", float("-inf")) >= self.config.window_step:
+            stream["pruned_at"] = watermark
             self.prune(watermark)
         return observed_since, watermark
 
     def prune(self, watermark: float) -> None:
-        """Forget alerts past their cooldown and topics whose history has decayed to nothing."""
+        """Forget windows past their retention, alerts past their cooldown, and decayed topic histories.
+
+        Windows are dropped by event time, behind the newest brief, so a replay
+        of old pages counts exactly as a live feed did.
+        """
         config = self.config
+        self.state.topic_counts.forget_before(watermark - config.window_retention)
+        self.state.story_counts.forget_before(watermark - config.window_retention)
         stale_alerts = [
             key for key, record in self.state.alerts.items() if watermark - record["raised_at"] > config.cooldown
         ]
@@ -286,7 +290,7 @@ class StoryEngine:
         terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
         _, watermark = self.spikes.advance(timestamp)
         self.clusterer.expire(watermark)
-        if self.state.stream["processed"] % SpikeTracker.prune_every == 0:
+        if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
         story, opened, _ = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
         self.state.story_counts.add(story["id"], timestamp)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle to verify the brokers (SSL).")
     kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate for mutual TLS.")
     kafka_ssl_keyfile: str | None = None
+    session_timeout_seconds: float = Field(
+        default=60.0, ge=6, description="A worker silent this long leaves the group and its partitions move."
+    )
     group_instance_id: str | None = Field(
         default=None, description="Static group membership id, e.g. the pod name; restarts keep partitions."
     )
@@ -68,6 +71,9 @@ class Settings(BaseSettings):
     )
     metrics_max_label_values: int = Field(default=50, ge=1, description="Distinct sources/sections per label.")
     consumer_lag_interval_seconds: float = Field(default=15.0, gt=0)
+    backpressure_check_seconds: float = Field(
+        default=10.0, gt=0, description="How often to look for partitions Faust left unfetched."
+    )
 
     languages: str = Field(
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
@@ -77,8 +83,10 @@ class Settings(BaseSettings):
     story_ttl_seconds: float = Field(default=6 * 3600, gt=0, description="A story expires after this long unextended.")
     window_size_seconds: float = Field(default=1800, gt=0)
     window_step_seconds: float = Field(default=300, gt=0)
-    window_expires_seconds: float = Field(
-        default=2 * 86400, gt=0, description="How long Faust keeps a window after it closes (wall clock)."
+    window_retention_seconds: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="Windows that ended this long (event time) before the newest brief are dropped.",
     )
     baseline_half_life_seconds: float = Field(default=6 * 3600, gt=0)
     prior_rate_per_hour: float = Field(default=0.5, gt=0, description="Cold-start rate of a topic as common as Zipf 4.")
@@ -144,6 +152,7 @@ class Settings(BaseSettings):
         return DetectorConfig(
             window_size=self.window_size_seconds,
             window_step=self.window_step_seconds,
+            window_retention=self.window_retention_seconds,
             baseline_half_life=self.baseline_half_life_seconds,
             prior_rate_per_hour=self.prior_rate_per_hour,
             prior_strength=self.prior_strength_seconds,

@@ -46,6 +46,7 @@ class DetectorConfig:
 
     window_size: float = 1800.0
     window_step: float = 300.0
+    window_retention: float = 6 * 3600.0
     baseline_half_life: float = 6 * 3600.0
     prior_rate_per_hour: float = 0.5
     prior_reference_zipf: float = 4.0

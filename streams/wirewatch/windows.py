@@ -52,22 +52,20 @@ class WindowCounts(Protocol):
     def counts(self, key: str, timestamp: float) -> list[WindowCount]:
         """The count of ``key`` in each window that contains ``timestamp``, oldest first."""
 
+    def forget_before(self, cutoff: float) -> None:
+        """Drop every window that ended before ``cutoff`` (event time)."""
+
 
 class HoppingCounts:
-    """In-memory :class:`WindowCounts`; forgets windows older than ``retain`` seconds before the newest event."""
+    """In-memory :class:`WindowCounts`."""
 
-    def __init__(self, windows: HoppingWindows, retain: float) -> None:
+    def __init__(self, windows: HoppingWindows) -> None:
         self.windows = windows
-        self.retain = retain
         self._counts: dict[tuple[float, float], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._newest = float("-inf")
 
     def add(self, key: str, timestamp: float) -> None:
         for window in self.windows.ranges(timestamp):
             self._counts[window][key] += 1
-        if timestamp > self._newest:
-            self._newest = timestamp
-            self._forget_before(timestamp - self.retain)
 
     def counts(self, key: str, timestamp: float) -> list[WindowCount]:
         result = []
@@ -76,6 +74,6 @@ class HoppingCounts:
             result.append(WindowCount(start, end, bucket.get(key, 0) if bucket else 0))
         return result
 
-    def _forget_before(self, cutoff: float) -> None:
+    def forget_before(self, cutoff: float) -> None:
         for window in [w for w in self._counts if w[1] < cutoff]:
             del self._counts[window]
