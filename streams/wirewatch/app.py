@@ -322,27 +322,6 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             {(tp.topic, tp.partition): max(ends[tp] - committed.get((tp.topic, tp.partition), 0), 0) for tp in assigned}
         )
 
-    stalled: set = set()
-
-    @app.timer(settings.backpressure_check_seconds)
-    async def resume_stalled_partitions() -> None:
-        """Work around a Faust back-pressure stall seen under load.
-
-        When an agent's buffer fills, Faust stops fetching the partition
-        (``on_buffer_full``) and fetches again once the buffer drains
-        (``on_buffer_drop``). After a burst, a partition was seen to stay
-        stopped with its buffer empty and its lag growing for good. A
-        partition still stopped at two checks in a row is fetched again; if its
-        buffer really is full, Faust stops it again at once.
-        """
-        nonlocal stalled
-        buffered = set(getattr(app.consumer, "_buffered_partitions", ()))
-        for tp in sorted(buffered & stalled):
-            log.warning("resuming %s/%s, left unfetched after back-pressure", tp.topic, tp.partition)
-            metrics.stalled_partitions_resumed.inc()
-            app.consumer.on_buffer_drop(tp)
-        stalled = buffered - stalled
-
     @app.task
     async def follow_desk() -> None:
         """Feed the desk page from every partition of the stories, alerts and briefs topics."""

@@ -503,22 +503,6 @@ def worker(loglevel: str | None) -> None:
     ).execute_from_commandline()
 
 
-def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
-    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
-    import io
-    import signal
-
-    log = logging.getLogger("wirewatch.tasks")
-
-    def dump() -> None:
-        for task in asyncio.all_tasks(loop):
-            stack = io.StringIO()
-            task.print_stack(file=stack, limit=8)
-            log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
-
-    loop.add_signal_handler(signal.SIGUSR1, dump)
-
-
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="schemas", show_default=True)
 @click.option("--check", is_flag=True, help="Exit 1 when the files differ from the models instead of writing.")

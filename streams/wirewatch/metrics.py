@@ -125,11 +125,6 @@ class Metrics:
         self.alert_revisions = Counter(
             "wirewatch_alert_revisions", "Revisions of alerts already raised.", registry=registry
         )
-        self.stalled_partitions_resumed = Counter(
-            "wirewatch_stalled_partitions_resumed",
-            "Partitions fetched again after Faust left them unfetched following back-pressure.",
-            registry=registry,
-        )
         self.build_info = Gauge(
             "wirewatch_build_info",
             "Always 1; the labels say what is running.",

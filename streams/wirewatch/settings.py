@@ -71,9 +71,6 @@ class Settings(BaseSettings):
     )
     metrics_max_label_values: int = Field(default=50, ge=1, description="Distinct sources/sections per label.")
     consumer_lag_interval_seconds: float = Field(default=15.0, gt=0)
-    backpressure_check_seconds: float = Field(
-        default=10.0, gt=0, description="How often to look for partitions Faust left unfetched."
-    )
 
     languages: str = Field(
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
