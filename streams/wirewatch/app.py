@@ -308,19 +308,21 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
 
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:
-        """Lag of each assigned partition: its end offset minus this group's committed offset."""
-        from .kafka import committed_offsets
+        """Lag of each assigned source partition: its end offset minus the group's committed offset.
+
+        Asked of the cluster on separate connections: calls into Faust's own
+        consumer thread from a timer could land in the middle of a rebalance.
+        """
+        from .kafka import end_offsets, committed_offsets
 
         # Only the topics agents consume are committed; changelog partitions are read, never committed.
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic in source_topics]
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in source_topics]
         if not assigned:
             metrics.set_consumer_lag({})
             return
-        ends = await app.consumer.highwaters(*assigned)
+        ends = await end_offsets(settings, assigned)
         committed = await committed_offsets(settings, settings.app_id)
-        metrics.set_consumer_lag(
-            {(tp.topic, tp.partition): max(ends[tp] - committed.get((tp.topic, tp.partition), 0), 0) for tp in assigned}
-        )
+        metrics.set_consumer_lag({tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in assigned})
 
     @app.task
     async def follow_desk() -> None:

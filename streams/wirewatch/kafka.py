@@ -24,6 +24,7 @@ __all__ = [
     "producer",
     "admin_client",
     "committed_offsets",
+    "end_offsets",
     "follow_topics",
 ]
 
@@ -130,6 +131,17 @@ async def committed_offsets(settings: Settings, group_id: str) -> dict[tuple[str
     finally:
         await admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def end_offsets(settings: Settings, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → its end offset, read on a connection of its own."""
+    client = consumer(settings, enable_auto_commit=False, group_id=None)
+    await client.start()
+    try:
+        ends = await client.end_offsets([TopicPartition(topic, partition) for topic, partition in partitions])
+    finally:
+        await client.stop()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
 
 async def follow_topics(
