@@ -153,7 +153,7 @@ BAD_RECORDS = [
     (b"{not json at all", "invalid_json"),
     ("\x00\x01\x02\x03".encode(), "empty_page"),
     (b"just words, no dateline anywhere", "no_briefs"),
-    (b"x" * (2 * 1024 * 1024), "too_large"),
+    (b"x" * (10 * 1024 * 1024), "too_large"),
 ]
 
 
@@ -196,7 +196,7 @@ def test_soak_good_in_equals_briefs_out_and_bad_in_equals_dead_letters_out(
     assert worker.rss_bytes() < 1024**3
 
 
-def test_sasl_scram_works_and_a_wrong_password_is_refused_without_leaking(
+def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaking(
     local_broker, wirewatch_settings, wirewatch_env, start_worker, seed_page
 ):
     if local_broker is None:
@@ -222,6 +222,13 @@ def test_sasl_scram_works_and_a_wrong_password_is_refused_without_leaking(
     records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
     assert len({r.key for r in records}) == 8
     assert local_broker.sasl_password not in worker.log()
+
+    plain = {**sasl, "WIREWATCH_KAFKA_SASL_MECHANISM": "PLAIN"}
+    over_plain = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "plain"],
+        input=b"x", env={**os.environ, **plain}, capture_output=True,
+    )
+    assert over_plain.returncode == 0, over_plain.stderr
 
     wrong = {**sasl, "WIREWATCH_KAFKA_SASL_PASSWORD": "not-the-password", "WIREWATCH_BROKER_WAIT_TIMEOUT": "10"}
     refused = subprocess.run(
