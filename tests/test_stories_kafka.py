@@ -33,7 +33,7 @@ def test_the_seed_page_raises_one_greenland_alert_and_a_later_snapshot_none(
     start_worker(wirewatch_env)
     page = tmp_path / "seed.txt"
     page.write_text(seed_page, encoding="utf-8")
-    # Faust expires windows by wall clock, so the page is fetched "now".
+    # Fetched now, as a live feed is; the offline tests cover replays of old pages.
     fetched = datetime.now(timezone.utc).replace(microsecond=0)
     _produce(page, fetched)
     run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
