@@ -18,7 +18,7 @@ from .errors import DecodeError, RejectedInput
 from .models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
-__all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record"]
+__all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time"]
 
 
 @dataclass(frozen=True)
