@@ -28,6 +28,7 @@ The web server (Faust's, on ``web_port``) serves ``/metrics``, ``/health``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from datetime import datetime, timezone
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.types import AgentT, EventT, TableT, TopicT
 
 from .desk import DeskView
@@ -320,8 +322,14 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         if not assigned:
             metrics.set_consumer_lag({})
             return
-        ends = await end_offsets(settings, assigned)
-        committed = await committed_offsets(settings, settings.app_id)
+        try:
+            ends = await end_offsets(settings, assigned)
+            committed = await committed_offsets(settings, settings.app_id)
+        except (KafkaError, OSError) as error:
+            # An exception escaping a Faust timer stops the whole worker; a missed
+            # reading while the cluster is away does not matter.
+            log.info("consumer lag not measured this round: %s", error)
+            return
         metrics.set_consumer_lag({tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in assigned})
 
     @app.task
@@ -334,11 +342,19 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             settings.topic_stories: desk.on_story,
             settings.topic_briefs: desk.on_brief,
         }
-        async for topic, value in follow_topics(settings, list(handlers), since_seconds=settings.story_ttl_seconds):
+        while True:
             try:
-                handlers[topic](orjson.loads(value))
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                log.warning("desk: skipped an unreadable record on %s", topic)
+                async for topic, value in follow_topics(
+                    settings, list(handlers), since_seconds=settings.story_ttl_seconds
+                ):
+                    try:
+                        handlers[topic](orjson.loads(value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        log.warning("desk: skipped an unreadable record on %s", topic)
+            except (KafkaError, OSError) as error:
+                # The desk must never take the worker down with it: follow again shortly.
+                log.warning("desk: lost the cluster (%s); following again in 5 s", error)
+                await asyncio.sleep(5)
 
     add_views(app, metrics, desk)
     return WirewatchApp(
