@@ -68,7 +68,7 @@ def assert_no_spike_alerted_twice(alerts: list[Alert]) -> None:
 
 
 def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_settings, wirewatch_env, start_worker):
-    records, expected = simulated_feed(hours=40, snapshot_every=60)
+    records, expected = simulated_feed(hours=34, snapshot_every=60)
     assert len(records) > 2000
     first = start_worker(wirewatch_env)
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))

@@ -91,32 +91,31 @@ class TestTerms:
         assert "world economic forum" not in extractor.extract("Het WEF begint maandag.").topics
 
 
+def story_ids(extractor, texts: list[str]) -> set[str]:
+    """The stories a fresh engine puts ``texts`` in, one minute apart."""
+    stories = engine(extractor)
+    return {
+        stories.process(ClusterInput(id=f"b{i}", text=text, published_at=FETCHED + timedelta(minutes=i))).story.id
+        for i, text in enumerate(texts)
+    }
+
+
 class TestClustering:
     def test_one_story_phrased_differently_is_one_story(self, extractor):
-        stories = engine(extractor)
         texts = [
             "De Amerikaanse president Donald Trump wil Groenland kopen van Denemarken.",
             "Trump zegt dat de Verenigde Staten Groenland nodig hebben; Denemarken weigert.",
             "US President Donald Trump again said he wants to buy Greenland from Denmark.",
         ]
-        ids = {
-            stories.process(ClusterInput(id=f"b{i}", text=text, published_at=FETCHED + timedelta(minutes=i))).story.id
-            for i, text in enumerate(texts)
-        }
-        assert len(ids) == 1
+        assert len(story_ids(extractor, texts)) == 1
 
     def test_unrelated_briefs_are_separate_stories(self, extractor):
-        stories = engine(extractor)
         texts = [
             "Japan heeft de kerncentrale Kashiwazaki-Kariwa weer opgestart.",
             "De Amerikaanse speciale gezant Steve Witkoff reist naar Rusland voor een ontmoeting met Poetin.",
             "Het Europees Parlement laakt de importtarieven op Groenland en Denemarken.",
         ]
-        ids = {
-            stories.process(ClusterInput(id=f"b{i}", text=text, published_at=FETCHED + timedelta(minutes=i))).story.id
-            for i, text in enumerate(texts)
-        }
-        assert len(ids) == 3
+        assert len(story_ids(extractor, texts)) == 3
 
     def test_the_seed_greenland_briefs_share_a_story(self, extractor, seed_page):
         stories = engine(extractor)

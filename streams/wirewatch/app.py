@@ -139,6 +139,10 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.group_instance_id,
         broker_session_timeout=settings.session_timeout_seconds,
+        # With Faust's default (4096) a restarted worker facing a large backlog
+        # filled its stream buffers while recovering tables and never finished
+        # recovering (cf. faust-streaming #74).
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         autodiscover=False,
         # No agent runs on_leader, so the leader-election topic is not needed.
         topic_disable_leader=True,

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle to verify the brokers (SSL).")
     kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate for mutual TLS.")
     kafka_ssl_keyfile: str | None = None
+    stream_buffer_maxsize: int = Field(
+        default=16384,
+        ge=1024,
+        description="Records Faust buffers per stream; room for a backlog while a restarted worker recovers tables.",
+    )
     session_timeout_seconds: float = Field(
         default=60.0, ge=6, description="A worker silent this long leaves the group and its partitions move."
     )
