@@ -80,6 +80,43 @@ class WorkerProcess:
         return self.process.returncode
 
 
+def drain_restarting_a_stalled_worker(settings: Settings, topics: list[str], restart, *, patience: float = 150.0) -> bool:
+    """Wait until the group has committed everything; a worker still behind after ``patience`` seconds is
+    restarted once through ``restart()`` (what an operator paged by WirewatchConsumerLagGrowing does about the
+    Faust stall the README describes). Returns whether it had to."""
+    try:
+        run(wait_until_drained(settings, topics, timeout=patience))
+        return False
+    except AssertionError:
+        restart()
+        run(wait_until_drained(settings, topics, timeout=300))
+        return True
+
+
+def scrape_metrics(port: int) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) → value, from a worker's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric_total(found: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels``."""
+    return sum(
+        value
+        for (sample, sample_labels), value in found.items()
+        if sample == name and all((key, wanted) in sample_labels for key, wanted in labels.items())
+    )
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from kafka_helpers import free_port, produce_many, read_topic, run, wait_until_drained
+from kafka_helpers import drain_restarting_a_stalled_worker, free_port, metric_total, produce_many, read_topic, run, scrape_metrics, wait_until_drained
 from wirewatch.models import Alert, DeadLetter, Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.simulation import Scenario, simulate
@@ -75,8 +75,14 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
     run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=len(expected) // 3, timeout=120))
     first.kill()
 
-    second = start_worker(wirewatch_env)
-    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=300))
+    workers = [start_worker(wirewatch_env)]
+
+    def restart() -> None:
+        workers[-1].kill()
+        workers.append(start_worker(wirewatch_env))
+
+    drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart)
+    second = workers[-1]
     published = brief_ids(wirewatch_settings)
     assert set(published) == expected, "every brief is on wire.briefs"
     assert_repeats_are_identical(wirewatch_settings)
@@ -92,16 +98,6 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
     assert max(story["brief_count"] for story in stories) > 10
 
 
-def metric_total(port: int, name: str) -> float:
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-
-
 def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
     wirewatch_settings, wirewatch_env, start_worker, tmp_path
 ):
@@ -113,7 +109,7 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
     records, expected = simulated_feed(hours=6, spikes=2, seed=11)
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[: len(records) // 2]))
     run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
-    emitted = [metric_total(port, "wirewatch_briefs_emitted_total") for port in ports]
+    emitted = [metric_total(scrape_metrics(port), "wirewatch_briefs_emitted_total") for port in ports]
     assert all(count > 0 for count in emitted), f"both workers de-duplicate a share of the briefs: {emitted}"
 
     workers[0].kill()
@@ -255,14 +251,14 @@ def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     ]
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))
     run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
-    windows_before = table_entries(port, "topic-window-counts")
-    seen_before = table_entries(port, "brief-first-seen")
+    windows_before = metric_total(scrape_metrics(port), "wirewatch_table_entries", table="topic-window-counts")
+    seen_before = metric_total(scrape_metrics(port), "wirewatch_table_entries", table="brief-first-seen")
     assert windows_before > 100 and seen_before > 50
     assert first.stop() == 0
 
     second = start_worker(env)
     assert "Restoring state from changelog topics" not in second.log(), "local RocksDB state was current"
-    assert table_entries(port, "brief-first-seen") == seen_before
+    assert metric_total(scrape_metrics(port), "wirewatch_table_entries", table="brief-first-seen") == seen_before
     published = len(brief_ids(wirewatch_settings))
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[-20:]))
     # One new brief naming one topic, two days after the old feed.
@@ -273,17 +269,4 @@ def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     assert len(brief_ids(wirewatch_settings)) == published + 1, "old snapshots stay duplicates after the restart"
     # faust-streaming #385: windows recovered after a restart never expire. Here they are dropped by event
     # time: what is left are the six windows of the new brief's one topic.
-    assert table_entries(port, "topic-window-counts") == 6
-
-
-def table_entries(port: int, table: str) -> float:
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples
-        if s.name == "wirewatch_table_entries" and s.labels.get("table") == table
-    )
+    assert metric_total(scrape_metrics(port), "wirewatch_table_entries", table="topic-window-counts") == 6

@@ -10,9 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
-from kafka_helpers import produce, read_topic, run, wait_until_drained
+from kafka_helpers import metric_total, produce, read_topic, run, scrape_metrics, wait_until_drained
 
 pytestmark = pytest.mark.kafka
 
@@ -23,24 +21,6 @@ def get(port: int, path: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def samples(port: int) -> dict[tuple[str, tuple], float]:
-    status, body = get(port, "/metrics")
-    assert status == 200
-    found = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def total(found: dict, name: str, **labels) -> float:
-    return sum(
-        value
-        for (sample, sample_labels), value in found.items()
-        if sample == name and all((k, v) in sample_labels for k, v in labels.items())
-    )
 
 
 def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env, start_worker, seed_page):
@@ -55,24 +35,24 @@ def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env
     run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
     run(wait_until_drained(wirewatch_settings, stages))
 
-    found = samples(port)
-    assert total(found, "wirewatch_raw_messages_total", source="seed") == 2
-    assert total(found, "wirewatch_raw_messages_total") == 3
-    assert total(found, "wirewatch_raw_bytes_total", source="seed") == 2 * len(
+    found = scrape_metrics(port)
+    assert metric_total(found, "wirewatch_raw_messages_total", source="seed") == 2
+    assert metric_total(found, "wirewatch_raw_messages_total") == 3
+    assert metric_total(found, "wirewatch_raw_bytes_total", source="seed") == 2 * len(
         orjson.dumps({"source": "seed", "url": "https://example.org/b", "fetched_at": fetched.isoformat(), "body": seed_page})
     )
-    assert total(found, "wirewatch_briefs_emitted_total") == 8
-    assert total(found, "wirewatch_briefs_emitted_total", kind="lead", section="Buitenland") == 1
-    assert total(found, "wirewatch_duplicate_briefs_total") == 8
-    assert total(found, "wirewatch_dead_letters_total", reason="invalid_utf8") == 1
-    assert total(found, "wirewatch_parse_duration_seconds_count") == 3
-    assert total(found, "wirewatch_processing_lag_seconds_count") == 8
-    assert total(found, "wirewatch_event_lag_seconds_count") == 7, "the lead has no published_at"
-    assert total(found, "wirewatch_stories_opened_total") == 5
-    assert total(found, "wirewatch_stories_active") == 5
-    assert total(found, "wirewatch_alerts_raised_total") == 1
-    assert total(found, "wirewatch_table_entries", table="brief-first-seen") == 8
-    assert total(found, "wirewatch_build_info") == 1
+    assert metric_total(found, "wirewatch_briefs_emitted_total") == 8
+    assert metric_total(found, "wirewatch_briefs_emitted_total", kind="lead", section="Buitenland") == 1
+    assert metric_total(found, "wirewatch_duplicate_briefs_total") == 8
+    assert metric_total(found, "wirewatch_dead_letters_total", reason="invalid_utf8") == 1
+    assert metric_total(found, "wirewatch_parse_duration_seconds_count") == 3
+    assert metric_total(found, "wirewatch_processing_lag_seconds_count") == 8
+    assert metric_total(found, "wirewatch_event_lag_seconds_count") == 7, "the lead has no published_at"
+    assert metric_total(found, "wirewatch_stories_opened_total") == 5
+    assert metric_total(found, "wirewatch_stories_active") == 5
+    assert metric_total(found, "wirewatch_alerts_raised_total") == 1
+    assert metric_total(found, "wirewatch_table_entries", table="brief-first-seen") == 8
+    assert metric_total(found, "wirewatch_build_info") == 1
     for (name, labels), _ in found.items():
         assert not any(key in ("id", "brief_id", "story_id", "alert_id") for key, _ in labels), name
 

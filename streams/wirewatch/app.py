@@ -43,7 +43,7 @@ from .desk import DeskView
 from .engine import EngineState, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
-from .pipeline import RawRecord, dead_letter, split_record
+from .pipeline import RawRecord, bare_page_source, dead_letter, split_record
 from .settings import Settings
 from .web import WirewatchWeb, add_views
 from .windows import HoppingWindows, WindowCount
@@ -231,7 +231,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 await publish_dead_letter(letter, record.key)
                 continue
             metrics.parse_duration.observe(time.perf_counter() - started)
-            source = metrics.source_label(outcome.envelope.source if outcome.envelope else _header_source(record))
+            source = metrics.source_label(outcome.envelope.source if outcome.envelope else bare_page_source(record))
             metrics.raw_messages.labels(source).inc()
             metrics.raw_bytes.labels(source).inc(len(record.value or b""))
             for letter in outcome.dead_letters:
@@ -378,11 +378,6 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         deduplicate_briefs=deduplicate_briefs,
         track_stories=track_stories,
     )
-
-
-def _header_source(record: RawRecord) -> str | None:
-    raw = record.headers.get("source") or record.key
-    return raw.decode("utf-8", errors="replace") if raw else None
 
 
 def _raw_record(event: EventT) -> RawRecord:

@@ -34,19 +34,18 @@ class DeskView:
         known = self._alerts.get(alert["id"])
         if known is not None and known["revision"] > alert["revision"]:
             return
-        self._alerts[alert["id"]] = alert
-        self._alerts.move_to_end(alert["id"])
-        self._received[alert["id"]] = received if received is not None else time.time()
-        while len(self._alerts) > self.max_alerts:
-            old, _ = self._alerts.popitem(last=False)
-            self._received.pop(old, None)
+        self._keep(self._alerts, alert, received, self.max_alerts)
 
     def on_story(self, story: dict, received: float | None = None) -> None:
-        self._stories[story["id"]] = story
-        self._stories.move_to_end(story["id"])
-        self._received[story["id"]] = received if received is not None else time.time()
-        while len(self._stories) > self.max_stories:
-            old, _ = self._stories.popitem(last=False)
+        self._keep(self._stories, story, received, self.max_stories)
+
+    def _keep(self, store: OrderedDict[str, dict], record: dict, received: float | None, limit: int) -> None:
+        """Store ``record`` as the newest of ``store``, forgetting the oldest beyond ``limit``."""
+        store[record["id"]] = record
+        store.move_to_end(record["id"])
+        self._received[record["id"]] = received if received is not None else time.time()
+        while len(store) > limit:
+            old, _ = store.popitem(last=False)
             self._received.pop(old, None)
 
     def on_brief(self, brief: dict) -> None:

@@ -18,7 +18,8 @@ from .errors import DecodeError, RejectedInput
 from .models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
-__all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time"]
+__all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
+           "bare_page_source"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def decode_envelope(record: RawRecord, *, max_page_bytes: int) -> Envelope:
         body = value.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DecodeError("invalid_utf8", f"the value is not UTF-8: {error.reason} at byte {error.start}") from None
-    source = _header_text(record.headers, "source") or _key_text(record.key)
+    source = bare_page_source(record)
     if not source:
         raise DecodeError("missing_source", "a bare page needs a 'source' header or a record key")
     if record.timestamp is None:
@@ -83,6 +84,11 @@ def _decode_json_envelope(value: bytes) -> Envelope:
             for problem in problems[:5]
         )
         raise DecodeError("invalid_envelope", f"the envelope is invalid: {summary}") from None
+
+
+def bare_page_source(record: RawRecord) -> str | None:
+    """The source of a bare page: its ``source`` header, else its record key."""
+    return _header_text(record.headers, "source") or _key_text(record.key)
 
 
 def _header_text(headers: Mapping[str, bytes], name: str) -> str | None:
