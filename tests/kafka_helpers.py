@@ -65,6 +65,12 @@ class WorkerProcess:
         self.process.kill()
         self.process.wait()
 
+    def dump_tasks(self) -> None:
+        """SIGUSR1: the worker logs every asyncio task's stack."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+
     def rss_bytes(self) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief
-from wirewatch.parser import parse_page
-from wirewatch.pipeline import RawRecord, decode_envelope, split_record
+from wirewatch.parser import _CLOSING_AGE, _closing_ages, normalise, parse_page
+from wirewatch.pipeline import RawRecord, RecentIds, decode_envelope, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 NOW = STAMP + timedelta(minutes=1)
@@ -128,6 +128,8 @@ def test_any_text_yields_briefs_or_the_parse_error(text):
     assert parsed.briefs
     for position, brief in enumerate(parsed.briefs):
         assert brief.position == position and brief.text and brief.city
+        # The parser builds briefs without validation: each must be what validation gives.
+        assert Brief.model_validate(brief.model_dump()) == brief
 
 
 dateline_soup = st.lists(
@@ -147,9 +149,25 @@ def test_page_like_text_yields_briefs_or_the_parse_error(text):
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(dateline_soup)
+def test_the_fast_closing_age_scan_finds_what_the_pattern_finds(text):
+    text = normalise(text)
+    assert [m.span() for m in _closing_ages(text)] == [m.span() for m in _CLOSING_AGE.finditer(text)]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=3000) | dateline_soup.map(str.encode), st.none() | st.binary(max_size=20))
 def test_any_record_yields_briefs_or_dead_letters_never_an_exception(value, key):
     outcome = split_record(RawRecord(value=value, key=key, timestamp=STAMP), now=NOW, **LIMITS)
     assert outcome.briefs or outcome.dead_letters
     for letter in outcome.dead_letters:
         assert letter.reason and letter.message
+
+
+def test_recent_ids_forget_the_least_recently_seen_first():
+    recent = RecentIds(2)
+    assert [recent.add(x) for x in ("a", "b", "a", "c")] == [True, True, False, True]
+    assert len(recent) == 2
+    assert recent.add("a") is False  # "a" was seen again after "b", so "b" went first
+    assert recent.add("b") is True
+    assert RecentIds(0).add("a") and RecentIds(0).add("a")

@@ -83,6 +83,7 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
     workers = [start_worker(wirewatch_env)]
 
     def restart() -> None:
+        workers[-1].dump_tasks()  # what the stalled worker was waiting on goes to its log
         workers[-1].kill()
         workers.append(start_worker(wirewatch_env))
 

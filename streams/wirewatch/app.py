@@ -22,6 +22,12 @@ so the partition that owns its entry in the de-duplication table. Story
 input is keyed by one shard key, so one partition (and one worker) sees every
 brief and the stories do not depend on how many workers run.
 
+Every send is ``force=True``: sent at once rather than attached to the source
+offset, which Faust would only publish at the next commit (up to
+``commit_interval`` later, on every hop). Faust flushes the producer before it
+commits an offset, so what was sent for a record is on the broker before the
+record counts as done: still at least once.
+
 The web server (Faust's, on ``web_port``) serves ``/metrics``, ``/health``,
 ``/ready``, the desk page at ``/`` and its data at ``/api/desk``; all read-only.
 """
@@ -43,7 +49,7 @@ from .desk import DeskView
 from .engine import EngineState, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
-from .pipeline import RawRecord, bare_page_source, dead_letter, split_record
+from .pipeline import RawRecord, RecentIds, bare_page_source, dead_letter, split_record
 from .settings import Settings
 from .web import WirewatchWeb, add_views
 from .windows import HoppingWindows, WindowCount
@@ -205,7 +211,13 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
 
     async def publish_dead_letter(letter, key: bytes | None) -> None:
         metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
-        await dead_letter_topic.send(key=key, value=letter.model_dump_json().encode())
+        await dead_letter_topic.send(key=key, value=letter.model_dump_json().encode(), force=True)
+
+    # Snapshots of a page repeat most of its briefs. An id this worker has
+    # forwarded is on its way to the table already (the producer is flushed
+    # before the raw offset that carried it is committed, and a crash empties
+    # this memory along with unflushed sends), so repeats need not cross Kafka.
+    forwarded = RecentIds(settings.recent_brief_ids)
 
     @app.agent(raw_topic, name="split_pages")
     async def split_pages(stream: faust.StreamT) -> None:
@@ -238,10 +250,14 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 await publish_dead_letter(letter, record.key)
             # Oldest first: later stages see a page's briefs in event-time order.
             for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
+                if not forwarded.add(brief.id):
+                    metrics.duplicate_briefs.labels("split").inc()
+                    continue
                 await candidates_topic.send(
                     key=brief.id.encode(),
                     value=brief.model_dump_json().encode(),
                     timestamp=brief.event_time.timestamp(),
+                    force=True,
                 )
 
     @app.agent(candidates_topic, name="deduplicate_briefs")
@@ -258,12 +274,14 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             origin = [event.message.partition, event.message.offset]
             seen = first_seen.get(brief_id)
             if seen is not None and seen[1:] != origin:
-                metrics.duplicate_briefs.inc()
+                metrics.duplicate_briefs.labels("deduplicate").inc()
                 continue
             brief = Brief.model_validate_json(event.value)
             first_seen[brief_id] = [brief.fetched_at.timestamp(), *origin]
-            await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp)
-            await story_input_topic.send(key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp)
+            await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp, force=True)
+            await story_input_topic.send(
+                key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp, force=True
+            )
             now = time.time()
             metrics.briefs_emitted.labels(metrics.section_label(brief.section), brief.kind).inc()
             metrics.processing_lag.observe(max(now - brief.fetched_at.timestamp(), 0.0))
@@ -281,10 +299,12 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 ((Brief.model_validate_json(event.value), event) for event in events),
                 key=lambda item: (item[0].event_time, item[0].id),
             )
+            applied = []
             for brief, event in batch:
                 # Table writes go to the changelog partition of the current event.
                 stream._set_current_event(event)
-                result = engine.process(ClusterInput.from_brief(brief))
+                result = engine.apply(ClusterInput.from_brief(brief))
+                applied.append((result, event))
                 story = result.story
                 if result.replayed:
                     metrics.story_replays.inc()
@@ -295,6 +315,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                         key=story.id.encode(),
                         value=story.model_dump_json().encode(),
                         timestamp=brief.event_time.timestamp(),
+                        force=True,
                     )
                 for alert in result.alerts:
                     metrics.note_alert(alert.topic, alert.count, alert.detected_at.timestamp())
@@ -307,7 +328,16 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                         key=alert.topic.encode(),
                         value=alert.model_dump_json().encode(),
                         timestamp=alert.detected_at.timestamp(),
+                        force=True,
                     )
+            # Changelog writes to different tables reach the broker in no set
+            # order, and kill -9 can cut them anywhere. Marking the batch only
+            # once the rest of its writes are on the broker means a mark that
+            # survives a crash vouches for all of its brief's state.
+            await app.producer.flush()
+            for result, event in applied:
+                stream._set_current_event(event)
+                engine.mark_processed(result)
             metrics.stories_active.set(len(state.stories))
             if batch:
                 metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)

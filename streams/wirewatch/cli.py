@@ -316,14 +316,42 @@ def backtest(counts: str, topic: str) -> None:
     progress.close()
 
 
-def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
-    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting: for diagnosing a stalled worker."""
+def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop, app) -> None:
+    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting, and the consumer's flow state.
+
+    For diagnosing a stalled worker: which partitions Faust fetches, pauses or
+    holds back for full stream buffers, and whether flow is stopped.
+    """
     import io
     import signal
 
     log = logging.getLogger("wirewatch.tasks")
 
+    def flow_state() -> dict:
+        consumer = app.consumer
+        names = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())  # noqa: E731
+        return {
+            "flow_active": consumer.flow_active,
+            "flow_control_active": app.flow_control.is_active(),
+            "in_recovery": app.in_recovery,
+            "rebalancing": app.rebalancing,
+            "assigned": names(consumer.assignment()),
+            "active": names(getattr(consumer, "_active_partitions", None)),
+            "paused": names(getattr(consumer, "_paused_partitions", None)),
+            "held_for_full_buffers": names(getattr(consumer, "_buffered_partitions", None)),
+            # (size, pressure-drop callbacks waiting) per stream buffer
+            "stream_buffers": {
+                str(topic): (queue.qsize(), len(queue._pending_pressure_drop_callbacks))
+                for topic in list(app.topics._topics)
+                if (queue := getattr(topic, "_queue", None)) is not None
+            },
+        }
+
     def dump() -> None:
+        try:
+            log.warning("consumer flow: %s", flow_state())
+        except Exception as error:  # a diagnostic must not take the worker down
+            log.warning("consumer flow: unavailable (%r)", error)
         for task in asyncio.all_tasks(loop):
             stack = io.StringIO()
             task.print_stack(file=stack, limit=8)
@@ -491,7 +519,7 @@ def worker(loglevel: str | None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     wirewatch = create_app(settings)
-    _dump_tasks_on_sigusr1(loop)
+    _dump_tasks_on_sigusr1(loop, wirewatch.app)
     faust.Worker(
         wirewatch.app,
         loglevel=level,

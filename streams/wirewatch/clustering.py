@@ -58,8 +58,12 @@ class Clusterer:
 
     def assign(
         self, brief_id: str, terms: BriefTerms, timestamp: float, sample: str
-    ) -> tuple[dict, bool, float]:
-        """Put the brief in a story; return (story, opened, similarity)."""
+    ) -> tuple[dict, bool, bool]:
+        """Put the brief in a story; return (story, opened, extended).
+
+        ``extended`` is false when the chosen story already holds the brief (it
+        was assigned before a crash and read again): the story is left as it is.
+        """
         best_id, best_similarity = None, 0.0
         for story_id in sorted(self.stories.keys()):
             story = self.stories[story_id]
@@ -73,6 +77,8 @@ class Clusterer:
         if best_id is not None and best_similarity >= self.config.similarity:
             story = dict(self.stories[best_id])
             opened = False
+            if brief_id in story["brief_ids"]:
+                return story, False, False
         else:
             story = {
                 "id": f"story-{brief_id}",
@@ -84,12 +90,12 @@ class Clusterer:
                 "last_seen": timestamp,
                 "count": 0,
             }
-            opened, best_similarity = True, 1.0
+            opened = True
         self._extend(story, brief_id, terms, timestamp, sample)
         # Assigning a new dict (not mutating the stored one) is what makes a
         # Faust table write the change to its changelog.
         self.stories[story["id"]] = story
-        return story, opened, best_similarity
+        return story, opened, True
 
     def _extend(self, story: dict, brief_id: str, terms: BriefTerms, timestamp: float, sample: str) -> None:
         centroid = dict(story["centroid"])
@@ -101,9 +107,8 @@ class Clusterer:
         for topic in terms.topics:
             topics[topic] = topics.get(topic, 0) + 1
         story["topics"] = topics
-        if brief_id not in story["brief_ids"]:
-            story["brief_ids"] = [*story["brief_ids"], brief_id][-self.config.max_brief_ids :]
-            story["count"] = story["count"] + 1
+        story["brief_ids"] = [*story["brief_ids"], brief_id][-self.config.max_brief_ids :]
+        story["count"] = story["count"] + 1
         if len(story["samples"]) < self.config.max_samples:
             story["samples"] = [*story["samples"], sample[:280]]
         story["first_seen"] = min(story["first_seen"], timestamp)

@@ -61,9 +61,17 @@ class EngineState:
 
 @dataclass
 class EngineResult:
+    """What one brief did: its story, the alerts it raised or revised, and whether it was seen before.
+
+    ``record`` is the entry :meth:`StoryEngine.mark_processed` stores for the
+    brief; None when the brief was already marked.
+    """
+
     story: Story | None
     alerts: list[Alert] = field(default_factory=list)
     replayed: bool = False
+    brief_id: str = ""
+    record: dict | None = None
 
 
 def _utc(timestamp: float) -> datetime:
@@ -100,7 +108,7 @@ class SpikeTracker:
         return observed_since, watermark
 
     def prune(self, watermark: float) -> None:
-        """Forget windows past their retention, alerts past their cooldown, and decayed topic histories.
+        """Forget windows past their retention, alerts past cooldown and retention, and decayed topic histories.
 
         Windows are dropped by event time, behind the newest brief, so a replay
         of old pages counts exactly as a live feed did.
@@ -108,8 +116,13 @@ class SpikeTracker:
         config = self.config
         self.state.topic_counts.forget_before(watermark - config.window_retention)
         self.state.story_counts.forget_before(watermark - config.window_retention)
+        # An alert is kept past its cooldown for as long as windows are: a brief
+        # that arrives late (its candidate partition lagged behind the others)
+        # still finds the alert it belongs to instead of raising a second one.
         stale_alerts = [
-            key for key, record in self.state.alerts.items() if watermark - record["raised_at"] > config.cooldown
+            key
+            for key, record in self.state.alerts.items()
+            if watermark - record["raised_at"] > config.cooldown + config.window_retention
         ]
         for key in stale_alerts:
             del self.state.alerts[key]
@@ -132,8 +145,9 @@ class SpikeTracker:
         for topic, brief_ids in mentions.items():
             history = TopicHistory.from_dict(state.topic_history.get(topic))
             for brief_id in brief_ids:
-                state.topic_counts.add(topic, timestamp)
-                history.add(timestamp, brief_id, story_id, keep=config.window_size * 2, decay_time=config.decay_time)
+                # A mention the history already holds was counted before a crash: count it once.
+                if history.add(timestamp, brief_id, story_id, keep=config.window_size * 2, decay_time=config.decay_time):
+                    state.topic_counts.add(topic, timestamp)
             state.topic_history[topic] = history.to_dict()
             busiest = max(state.topic_counts.counts(topic, timestamp), key=lambda w: (w.count, -w.start))
             evaluations.append(
@@ -277,32 +291,58 @@ class StoryEngine:
         self.state = state
 
     def process(self, brief: ClusterInput) -> EngineResult:
-        """Assign ``brief`` to a story and update the counts and alerts.
+        """Apply ``brief`` and mark it processed at once: for state that cannot be half-written."""
+        result = self.apply(brief)
+        self.mark_processed(result)
+        return result
 
-        A brief processed before (the same input read again after a crash,
-        before its offset was committed) changes nothing: its story and the
-        alerts it touched are returned as they stand, flagged ``replayed``.
+    def apply(self, brief: ClusterInput) -> EngineResult:
+        """Assign ``brief`` to a story and update the counts and alerts; do not mark it processed yet.
+
+        A brief marked processed (read again after a crash, before its offset
+        was committed) changes nothing: its story and the alerts it touched are
+        returned as they stand, flagged ``replayed``. So is a brief whose story
+        and topic mentions already hold it although its mark was lost: it is
+        counted once.
+
+        The worker marks a batch only after every other write of the batch has
+        reached the broker, so a mark that survived a crash vouches for all
+        of its brief's state.
         """
         timestamp = brief.published_at.timestamp()
         done = self.state.processed.get(brief.id)
         if done is not None:
-            return self._replay(brief, done, timestamp)
+            return self._replay(brief, done["story"], done["alerts"], timestamp)
         terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
         _, watermark = self.spikes.advance(timestamp)
         self.clusterer.expire(watermark)
         if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
-        story, opened, _ = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
-        self.state.story_counts.add(story["id"], timestamp)
+        story, opened, extended = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
+        if extended:
+            self.state.story_counts.add(story["id"], timestamp)
         alerts = self.spikes.observe({topic: [brief.id] for topic in terms.topics}, timestamp, story["id"], terms.language)
-        self.state.processed[brief.id] = {"t": timestamp, "story": story["id"], "alerts": [a.topic for a in alerts]}
-        return EngineResult(self._story(story, brief.id, opened, timestamp), alerts)
+        touched = list(dict.fromkeys(a.topic for a in alerts))
+        record = {"t": timestamp, "story": story["id"], "alerts": touched}
+        if not extended:
+            # Its alerts may have been lost with the crash: send them again as they stand.
+            result = self._replay(brief, story["id"], [*touched, *terms.topics], timestamp)
+            result.alerts = [*alerts, *(a for a in result.alerts if a.topic not in touched)]
+        else:
+            result = EngineResult(self._story(story, brief.id, opened, timestamp), alerts)
+        result.brief_id, result.record = brief.id, record
+        return result
 
-    def _replay(self, brief: ClusterInput, done: dict, timestamp: float) -> EngineResult:
-        story = self.state.stories.get(done["story"])
-        alerts = [alert for topic in done["alerts"] if (alert := self.spikes.current(topic, timestamp)) is not None]
+    def mark_processed(self, result: EngineResult) -> None:
+        """Remember that the brief of ``result`` (from :meth:`apply`) is done, so a replay changes nothing."""
+        if result.record is not None:
+            self.state.processed[result.brief_id] = result.record
+
+    def _replay(self, brief: ClusterInput, story_id: str, topics: list[str], timestamp: float) -> EngineResult:
+        story = self.state.stories.get(story_id)
+        alerts = [alert for topic in dict.fromkeys(topics) if (alert := self.spikes.current(topic, timestamp)) is not None]
         result_story = self._story(story, brief.id, False, timestamp) if story else None
-        return EngineResult(result_story, alerts, replayed=True)
+        return EngineResult(result_story, alerts, replayed=True, brief_id=brief.id)
 
     def _forget_processed(self, watermark: float) -> None:
         horizon = watermark - self.clusterer.config.ttl

@@ -89,7 +89,10 @@ class Metrics:
             registry=registry,
         )
         self.duplicate_briefs = Counter(
-            "wirewatch_duplicate_briefs", "Brief candidates dropped as already published.", registry=registry
+            "wirewatch_duplicate_briefs",
+            "Repeated briefs dropped, by stage: split (this worker forwarded the id lately) or deduplicate (the table).",
+            ["stage"],
+            registry=registry,
         )
         self.dead_letters = Counter(
             "wirewatch_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry

@@ -15,9 +15,11 @@ text. Pure Python: no Kafka, no Faust.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +27,7 @@ from .errors import ParseError
 from .markup import html_to_text, looks_like_html
 from .models import Brief, Precision
 
-__all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE"]
+__all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE", "clear_caches"]
 
 # A dateline city is printed in capitals: letters (any script), spaces,
 # hyphens, dots and apostrophes ('S-HERTOGENBOSCH, SINT-PETERSBURG, TEL AVIV).
@@ -74,10 +76,21 @@ _CLOSING_AGE = re.compile(
     rf"(?im)(?:^[ \t]*(?P<age>{_AGE_BODY})[ \t]*(?=$|{_DATELINE_AHEAD})"
     rf"|(?<=[.!?\"”’')\]])[ \t]*(?P<glued>{_AGE_BODY.replace('?P<', '?P<g_')})(?={_DATELINE_AHEAD}))"
 )
+# Every age holds one of these words; the closing-age pattern is only tried on
+# lines that do (trying it at every position cost most of the parse). Matched
+# in lower-cased text: a case-insensitive pattern scans several times slower.
+_AGE_WORD = re.compile(
+    "geleden|ago|" + "|".join(re.escape(word) for word in sorted([*_RELATIVE_DAYS, *_JUST_NOW], key=len, reverse=True))
+)
+_AGE_WORD_ANY_CASE = re.compile(f"(?i){_AGE_WORD.pattern}")
 _SECTION = re.compile(r"(?im)^[ \t]*(?P<marker>meer uit|more from)[ \t]+(?P<section>[^\n]{1,80}?)[ \t]*$")
-_WHITESPACE = re.compile(r"\s+")
 # C0/C1 controls other than tab and newline carry no meaning in wire text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _collapse(text: str) -> str:
+    """Runs of whitespace as one space, none at the ends (``str.split`` and ``\\s`` agree on what whitespace is)."""
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -107,10 +120,11 @@ def parse_age(text: str) -> Age | None:
     return _age_from_groups(match.group(0), match.group("count"), match.group("unit"), match.group("word"))
 
 
+@functools.lru_cache(maxsize=1024)
 def _age_from_groups(text: str, count: str | None, unit: str | None, word: str | None) -> Age:
-    text = _WHITESPACE.sub(" ", text.strip())
+    text = _collapse(text)
     if word is not None:
-        word = _WHITESPACE.sub(" ", word.lower())
+        word = _collapse(word.lower())
         if word in _RELATIVE_DAYS:
             days, language = _RELATIVE_DAYS[word]
             return Age(text, timedelta(days=days), "day", language)
@@ -157,7 +171,7 @@ def brief_id(city: str | None, agencies: list[str], text: str) -> str:
         [
             (city or "").casefold(),
             "/".join(a.casefold() for a in agencies),
-            _WHITESPACE.sub(" ", text).strip().casefold(),
+            _collapse(text).casefold(),
         ]
     )
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=10).hexdigest()
@@ -178,7 +192,7 @@ def _split_dateline(body: str) -> tuple[str | None, list[str], str]:
     if match is None or not _is_city(match.group("city")):
         return None, [], body.strip()
     agencies = [a.strip() for a in match.group("agencies").split("/") if a.strip()]
-    return _WHITESPACE.sub(" ", match.group("city")).strip(), agencies, body[match.end() :].strip()
+    return _collapse(match.group("city")), agencies, body[match.end() :].strip()
 
 
 def _is_city(city: str) -> bool:
@@ -189,12 +203,31 @@ def _opens_with_dateline(text: str) -> bool:
     return _split_dateline(text)[0] is not None
 
 
+def _closing_ages(text: str) -> Iterator[re.Match[str]]:
+    """What ``_CLOSING_AGE.finditer(text)`` yields, trying the pattern only from lines that hold an age word.
+
+    A closing age never spans a newline, so no match starts before the line
+    of its age word: searching from that line's start finds every match.
+    """
+    lowered = text.lower()
+    # Lower-casing can change a string's length ("İ"); positions must stay true.
+    words = _AGE_WORD.finditer(lowered) if len(lowered) == len(text) else _AGE_WORD_ANY_CASE.finditer(text)
+    position = 0
+    for word in words:
+        if word.start() < position:
+            continue
+        match = _CLOSING_AGE.search(text, max(position, text.rfind("\n", 0, word.start()) + 1))
+        if match is None:
+            return
+        yield match
+        position = match.end()
+
+
 def _detect_page_language(text: str, section_marker: str | None) -> str | None:
     if section_marker is not None:
         return "nl" if section_marker.lower() == "meer uit" else "en"
-    for match in _CLOSING_AGE.finditer(text):
-        age = _age_from_match(match)
-        return age.language
+    for match in _closing_ages(text):
+        return _age_from_match(match).language
     return None
 
 
@@ -222,7 +255,7 @@ def _lead_fragment(region: str) -> _Fragment | None:
 def _list_fragments(region: str) -> list[_Fragment]:
     fragments: list[_Fragment] = []
     start = 0
-    for match in _CLOSING_AGE.finditer(region):
+    for match in _closing_ages(region):
         fragments.extend(_briefs_in(region[start : match.start()], _age_from_match(match)))
         start = match.end()
     fragments.extend(_briefs_in(region[start:], None))
@@ -230,24 +263,30 @@ def _list_fragments(region: str) -> list[_Fragment]:
 
 
 def _briefs_in(chunk: str, age: Age | None) -> list[_Fragment]:
-    """Briefs between two closing ages; only the last one is closed by ``age``.
+    """Briefs between two closing ages; only the last one is closed by ``age``."""
+    fragments = [_Fragment("brief", body) for body in _item_bodies(chunk)]
+    if fragments:
+        fragments[-1].age = age
+    return fragments
+
+
+@functools.lru_cache(maxsize=8192)
+def _item_bodies(chunk: str) -> tuple[str, ...]:
+    """The items in the text between two closing ages (cached like :func:`_item`).
 
     Several line-opening datelines in one chunk are briefs whose ages are
     missing from the page.
     """
     if not chunk.strip():
-        return []
+        return ()
     starts = [0]
     offset = 0
     for line in chunk.split("\n"):
         if offset and _opens_with_dateline(line):
             starts.append(offset)
         offset += len(line) + 1
-    bodies = [chunk[a:b] for a, b in zip(starts, [*starts[1:], len(chunk)])]
-    fragments = [_Fragment("brief", body) for body in bodies if body.strip()]
-    if fragments:
-        fragments[-1].age = age
-    return fragments
+    bodies = (chunk[a:b] for a, b in zip(starts, [*starts[1:], len(chunk)]))
+    return tuple(body for body in bodies if body.strip())
 
 
 def parse_page(
@@ -289,7 +328,7 @@ def parse_page(
         lead_region, list_region, marker_word = text, "", None
         # A page that is only a list has no header but does have closing ages.
         if _lead_fragment(text) is None or _opens_with_dateline(text):
-            if _CLOSING_AGE.search(text):
+            if next(_closing_ages(text), None) is not None:
                 lead_region, list_region = "", text
 
     fragments: list[_Fragment] = []
@@ -309,14 +348,13 @@ def parse_page(
         )
         fragments = fragments[:max_briefs]
     for fragment in fragments:
-        city, agencies, body = _split_dateline(fragment.body)
+        city, agencies, body, identity = _item(fragment.body, fragment.kind)
         if city is None:
             rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", fragment.body.strip()))
             continue
         if not body:
             rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", fragment.body.strip()))
             continue
-        body = _WHITESPACE.sub(" ", body) if fragment.kind == "brief" else _tidy_paragraphs(body)
         if fragment.age is not None and fragment.age.delta <= MAX_AGE:
             published_at = fragment.age.published_at(fetched_at)
             precision: Precision | None = fragment.age.precision
@@ -326,12 +364,12 @@ def parse_page(
             published_at, precision = None, None
         briefs.append(
             Brief(
-                id=brief_id(city, agencies, body),
+                id=identity,
                 kind="lead" if fragment.kind == "lead" else "brief",
                 source=source,
                 section=section,
                 city=city,
-                agencies=agencies,
+                agencies=list(agencies),
                 headline=fragment.headline,
                 text=body,
                 language=language,
@@ -352,6 +390,25 @@ def parse_page(
     return ParsedPage(briefs=briefs, section=section, language=language, rejected=rejected)
 
 
+@functools.lru_cache(maxsize=8192)
+def _item(fragment: str, kind: str) -> tuple[str | None, tuple[str, ...], str, str]:
+    """City (None without a dateline), agencies, tidy text and brief id of one item (text and id empty without text).
+
+    Cached: every snapshot of a page repeats most of its items word for word.
+    """
+    city, agencies, body = _split_dateline(fragment)
+    if city is None or not body:
+        return city, tuple(agencies), "", ""
+    body = _collapse(body) if kind == "brief" else _tidy_paragraphs(body)
+    return city, tuple(agencies), body, brief_id(city, agencies, body)
+
+
+def clear_caches() -> None:
+    """Forget the cached items and ages, as a fresh process would (benchmarks measure cold starts)."""
+    for cached in (_item, _item_bodies, _age_from_groups):
+        cached.cache_clear()
+
+
 def _tidy_paragraphs(body: str) -> str:
-    paragraphs = (_WHITESPACE.sub(" ", p).strip() for p in body.split("\n"))
+    paragraphs = (_collapse(p) for p in body.split("\n"))
     return "\n".join(p for p in paragraphs if p)

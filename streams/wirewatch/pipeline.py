@@ -7,7 +7,7 @@ what the offline command prints is what the worker publishes.
 from __future__ import annotations
 
 import base64
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,7 +19,7 @@ from .models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
-           "bare_page_source"]
+           "bare_page_source", "RecentIds"]
 
 
 @dataclass(frozen=True)
@@ -194,3 +194,24 @@ def dead_letter(
         rejected_count=rejected_count,
         failed_at=datetime.now(timezone.utc),
     )
+
+
+class RecentIds:
+    """The last ``capacity`` ids seen, oldest forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, item: str) -> bool:
+        """Remember ``item``; False when it was already remembered."""
+        if item in self._ids:
+            self._ids.move_to_end(item)
+            return False
+        self._ids[item] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True

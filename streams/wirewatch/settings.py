@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         description="Larger raw values go to the DLQ. Kafka's default message limit is 1 MiB; raise both together.",
     )
     max_briefs_per_page: int = Field(default=500, ge=1, description="Items beyond this on one page are rejected.")
+    recent_brief_ids: int = Field(
+        default=100_000,
+        ge=0,
+        description="Brief ids each worker remembers forwarding, to skip repeats before Kafka; 0 sends every candidate.",
+    )
     dead_letter_max_original_bytes: int = Field(
         default=64 * 1024, ge=0, description="How much of a rejected value a dead letter keeps."
     )

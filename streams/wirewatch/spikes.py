@@ -125,13 +125,17 @@ class TopicHistory:
             return cls()
         return cls(data["mass"], data["mass_time"], [(float(t), str(b), str(s)) for t, b, s in data["recent"]])
 
-    def add(self, timestamp: float, brief_id: str, story_id: str, *, keep: float, decay_time: float) -> None:
+    def add(self, timestamp: float, brief_id: str, story_id: str, *, keep: float, decay_time: float) -> bool:
+        """Remember a mention; False (and no change) if this brief's mention is already remembered."""
+        if any(known == brief_id for _, known, _ in self.recent):
+            return False
         self.recent.append((timestamp, brief_id, story_id))
         self.recent.sort()
         newest = self.recent[-1][0]
         while self.recent and self.recent[0][0] < newest - keep:
             old = self.recent.pop(0)[0]
             self._fold(old, decay_time)
+        return True
 
     def _fold(self, timestamp: float, decay_time: float) -> None:
         if self.mass_time is None:
