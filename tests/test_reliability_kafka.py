@@ -67,11 +67,6 @@ def assert_no_spike_alerted_twice(alerts: list[Alert]) -> None:
         assert all(gap >= COOLDOWN for gap in gaps), f"{topic} raised again within its cooldown: {times}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky: a worker restarted after kill -9 in front of a large backlog sometimes stalls inside Faust "
-    "(README, Guarantees), and after a second restart a spike was once alerted twice; under investigation (issue 5)",
-)
 def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_settings, wirewatch_env, start_worker):
     records, expected = simulated_feed(hours=34, snapshot_every=60)
     assert len(records) > 2000

@@ -46,7 +46,7 @@ from aiokafka.errors import KafkaError
 from faust.types import AgentT, EventT, TableT, TopicT
 
 from .desk import DeskView
-from .engine import EngineState, create_engine
+from .engine import EngineState, StoryEngine, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .pipeline import RawRecord, RecentIds, bare_page_source, dead_letter, split_record
@@ -76,6 +76,7 @@ class WirewatchApp:
     settings: Settings
     metrics: Metrics
     desk: DeskView
+    engine: StoryEngine
     raw_topic: TopicT
     candidates_topic: TopicT
     briefs_topic: TopicT
@@ -396,6 +397,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         settings=settings,
         metrics=metrics,
         desk=desk,
+        engine=engine,
         raw_topic=raw_topic,
         candidates_topic=candidates_topic,
         briefs_topic=briefs_topic,

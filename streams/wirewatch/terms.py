@@ -196,6 +196,13 @@ class TermExtractor:
         self.detector = detector
         self.topic_weight = topic_weight
 
+    def warm_up(self, languages: tuple[str, ...]) -> None:
+        """Load word lists, lemma dictionaries and rarity data now: the first brief took over a second."""
+        for language in languages:
+            self.extract("Warm-up: de minister sprak in Genève over Groenland.", language=language)
+        if self.detector is not None:
+            self.detector.detect("Warm-up: de minister sprak in Genève over Groenland.")
+
     def extract(self, text: str, *, headline: str | None = None, language: str | None = None) -> BriefTerms:
         full = f"{headline}. {text}" if headline else text
         detected = self.detector.detect(full) if self.detector else None

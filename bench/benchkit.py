@@ -1,0 +1,87 @@
+"""What the Kafka benchmarks share: the broker address, simulated pages, topics, a worker's environment."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from wirewatch.models import Envelope
+from wirewatch.simulation import Scenario, simulate
+
+__all__ = ["BOOTSTRAP", "REPO", "simulated_pages", "create_topics", "fill", "count_records", "worker_env"]
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end: datetime | None = None,
+                    **scenario) -> list[tuple[bytes, bytes]]:
+    """(key, envelope) per snapshot of a feed ending at ``end`` (default now); one page URL per hour,
+    so the pages spread over the raw topic's partitions."""
+    end = end or datetime.now(timezone.utc)
+    simulation = simulate(Scenario(hours=hours, seed=seed, snapshot_every=snapshot_every, **scenario),
+                          end - timedelta(hours=hours))
+    records = []
+    for snapshot in simulation.snapshots:
+        url = f"https://wire.example/{snapshot.fetched_at:%Y%m%d%H}"
+        envelope = Envelope(source="bench", url=url, fetched_at=snapshot.fetched_at, body=snapshot.page)
+        records.append((url.encode(), envelope.model_dump_json().encode()))
+    return records
+
+
+async def create_topics(topics: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1) for topic in topics])
+    finally:
+        await admin.close()
+
+
+async def fill(topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def count_records(topic: str) -> int:
+    """Records on ``topic`` now (0 while it does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return 0
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        await consumer.stop()
+
+
+def worker_env(run: str, *, partitions: int) -> dict[str, str]:
+    """Environment for ``wirewatch worker`` processes of one benchmark run, on topics of their own."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "WIREWATCH_APP_ID": f"bench-{run}",
+        "WIREWATCH_TOPIC_RAW": f"bench-{run}.raw",
+        "WIREWATCH_TOPIC_BRIEFS": f"bench-{run}.briefs",
+        "WIREWATCH_TOPIC_DEAD_LETTERS": f"bench-{run}.dlq",
+        "WIREWATCH_TOPIC_STORIES": f"bench-{run}.stories",
+        "WIREWATCH_TOPIC_ALERTS": f"bench-{run}.alerts",
+        "WIREWATCH_TOPIC_PARTITIONS": str(partitions),
+        "WIREWATCH_DATA_DIR": f"/tmp/bench-{run}",
+        "WIREWATCH_LOG_LEVEL": "info",
+    }
