@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Runs the benchmarks and rewrites bench/RESULTS.md with their figures and the machine they ran on.
+# Runs every benchmark and rewrites bench/RESULTS.md with their figures and the machine they ran on.
 #   bench/run.sh            (starts the local broker on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set)
+# The Quix Streams peer gets a venv of its own in .cache/bench-peer (it needs older pydantic than wirewatch).
+# Takes about 40 minutes, most of it the million-brief memory run; nothing else should load the machine meanwhile.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/bin/setup" >&2
 python="${WIREWATCH_VENV:-$repo/.venv}/bin/python"
+peer="$repo/.cache/bench-peer"
+if [[ ! -x "$peer/bin/python" ]]; then
+  echo "bench: installing the Quix Streams peer in $peer" >&2
+  python3.11 -m venv "$peer"
+  "$peer/bin/pip" install --quiet -r "$repo/bench/peer-requirements.txt"
+  "$peer/bin/pip" install --quiet --no-deps -e "$repo"
+fi
 started_broker=0
 if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
   if ! "$repo/deploy/kafka/local-kafka.sh" status; then
@@ -18,42 +27,14 @@ trap '((started_broker)) && "$repo/deploy/kafka/local-kafka.sh" stop || true' EX
 results="$(mktemp -d)"
 echo "bench: parser" >&2
 "$python" "$repo/bench/parser_bench.py" | tee "$results/parser.json"
-echo "bench: raw → briefs through Kafka" >&2
-"$python" "$repo/bench/pipeline_bench.py" | tee "$results/pipeline.json"
+echo "bench: raw → briefs throughput (bare aiokafka, wirewatch ×1 and ×2, Quix Streams)" >&2
+"$python" "$repo/bench/throughput_bench.py" | tee "$results/throughput.json"
+max_rate="$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['wirewatch_1_worker']['pages_per_second'])" "$results/throughput.json")"
+echo "bench: latency at 50% and 90% of $max_rate pages/s" >&2
+"$python" "$repo/bench/latency_bench.py" "$max_rate" | tee "$results/latency.json"
+echo "bench: story-stage memory over a million briefs" >&2
+"$python" "$repo/bench/memory_bench.py" | tee "$results/memory.json"
 echo "bench: stories and alerts on the default scenario" >&2
 "$repo/bench/evaluate-stories.sh" | "$python" -c "import json,sys; print(json.dumps(json.load(sys.stdin)))" | tee "$results/stories.json"
 
-"$python" - "$results" "$repo/bench/RESULTS.md" <<'PY'
-import json, os, platform, subprocess, sys
-from datetime import datetime, timezone
-results, out = sys.argv[1], sys.argv[2]
-load = lambda name: json.load(open(os.path.join(results, name)))
-parser, pipeline, stories = load("parser.json"), load("pipeline.json"), load("stories.json")
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
-memory = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) // 1024 // 1024
-lines = [
-    "# Benchmark results",
-    "",
-    f"Written by `bench/run.sh` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {os.cpu_count()} cores "
-    f"({cpu}), {memory} GiB, Python {platform.python_version()}, Apache Kafka 4.0.1 single node on 127.0.0.1.",
-    "",
-    "| benchmark | figure | target |",
-    "|---|---|---|",
-    f"| parser, one core | {parser['pages_per_second']} pages/s, {parser['briefs_per_second']} briefs/s "
-    f"({parser['pages']} pages of {parser['mean_page_bytes']} bytes, {parser['briefs_per_page']} briefs each) | ≥ 5,000 pages/s |",
-    f"| raw → briefs, bare aiokafka loop | {pipeline['bare_aiokafka']['pages_per_second']} pages/s | |",
-    f"| raw → briefs, wirewatch worker (whole pipeline) | {pipeline['wirewatch']['pages_per_second']} pages/s | |",
-    f"| wirewatch ÷ bare | {pipeline['wirewatch_over_bare']} | ≥ 0.8 |",
-    f"| alert precision / recall (default scenario) | {stories['alerts']['precision']} / {stories['alerts']['recall']} | ≥ 0.9 / ≥ 0.9 |",
-    f"| median detection delay | {stories['alerts']['median_delay_seconds']} s | ≤ 300 s |",
-    f"| story BCubed F1 | {stories['stories']['bcubed_f1']} | ≥ 0.9 |",
-    "",
-    "Raw JSON:",
-    "",
-    "```json",
-    *(json.dumps(item) for item in (parser, pipeline, stories)),
-    "```",
-]
-open(out, "w").write("\n".join(lines) + "\n")
-print(f"wrote {out}", file=sys.stderr)
-PY
+"$python" "$repo/bench/write_results.py" "$results" "$repo/bench/RESULTS.md"

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def drain_restarting_a_stalled_worker(settings: Settings, topics: list[str], res
     try:
         run(wait_until_drained(settings, topics, timeout=patience))
         return False
-    except AssertionError:
+    except AssertionError as stalled:
+        warnings.warn(f"a worker stalled and was restarted: {stalled}", stacklevel=2)
         restart()
         run(wait_until_drained(settings, topics, timeout=300))
         return True

@@ -161,6 +161,22 @@ class TestWindows:
     def test_step_larger_than_size_is_rejected(self):
         with pytest.raises(ValueError):
             HoppingWindows(300, 600)
+        with pytest.raises(ValueError, match="whole number"):
+            HoppingWindows(1000, 300)
+
+    def test_a_window_is_the_sum_of_its_step_buckets(self):
+        # What the worker's windowed tables rely on: one tumbling bucket per step.
+        windows = HoppingWindows(1800, 300)
+        hopping, buckets = HoppingCounts(windows), HoppingCounts(HoppingWindows(300, 300))
+        rng = random.Random(3)
+        for _ in range(300):
+            moment = T0 + rng.uniform(0, 4 * 3600)
+            hopping.add("k", moment)
+            buckets.add("k", moment)
+        for probe in (T0 + rng.uniform(0, 4 * 3600) for _ in range(50)):
+            for window in hopping.counts("k", probe):
+                summed = sum(buckets.counts("k", step)[0].count for step in windows.steps(window.start))
+                assert summed == window.count
 
 
 class TestDetector:

@@ -14,7 +14,7 @@ Topology::
                                                    │
                                              track_stories ──▶ wire.stories, wire.alerts
                                  (tables: stories, topic-history, alert-state, stream-clock,
-                                  hopping windows topic-window-counts, story-window-counts)
+                                  windowed topic-step-counts, story-step-counts)
 
 Raw pages are keyed by page URL or source; the candidates topic is keyed by
 brief id so that every snapshot of a brief reaches the same partition, and
@@ -91,7 +91,10 @@ class WirewatchApp:
 
 
 class FaustWindowCounts:
-    """:class:`~wirewatch.windows.WindowCounts` over a hopping Faust table, at explicit event times."""
+    """:class:`~wirewatch.windows.WindowCounts` over a tumbling Faust table of ``step``-long buckets.
+
+    A hopping window's count is the sum of its buckets.
+    """
 
     def __init__(self, table, windows: HoppingWindows) -> None:
         self.table = table
@@ -101,16 +104,21 @@ class FaustWindowCounts:
         self.table.relative_to(timestamp)[key] += 1
 
     def counts(self, key: str, timestamp: float) -> list[WindowCount]:
-        # A hopping window's latest range at its own start time is that window.
+        ranges = self.windows.ranges(timestamp)
+        buckets = {
+            start: self.table.relative_to(start)[key].value()
+            for start in dict.fromkeys(step for window_start, _ in ranges for step in self.windows.steps(window_start))
+        }
         return [
-            WindowCount(start, end, self.table.relative_to(start)[key].value())
-            for start, end in self.windows.ranges(timestamp)
+            WindowCount(start, end, sum(buckets[step] for step in self.windows.steps(start))) for start, end in ranges
         ]
 
     def forget_before(self, cutoff: float) -> None:
+        # A bucket goes once every window holding it ended before the cutoff.
         # Store keys are (key, (start, end)); a RocksDB store gives them back as lists.
+        last_end = self.windows.size - 0.1
         table = self.table.table
-        for stored in [k for k in table.data.keys() if k[1][1] < cutoff]:
+        for stored in [k for k in table.data.keys() if k[1][0] + last_end < cutoff]:
             del table[stored]
 
 
@@ -182,12 +190,12 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         # expire after a restart (faust-streaming #385). The engine drops old
         # windows itself, by event time, through the table (so the changelog
         # gets tombstones).
-        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).hopping(
-            detector.window_size, detector.window_step
+        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).tumbling(
+            detector.window_step
         )
 
-    topic_windows = window_table("topic-window-counts", "Briefs per topic and window.")
-    story_windows = window_table("story-window-counts", "Briefs per story and window.")
+    topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
+    story_windows = window_table("story-step-counts", "Briefs per story and window step.")
     state = EngineState(
         stories=state_table("stories", "Story id → active story state."),
         topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
@@ -204,8 +212,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         "topic-history": state.topic_history,
         "alert-state": state.alerts,
         "processed-briefs": state.processed,
-        "topic-window-counts": topic_windows.table,
-        "story-window-counts": story_windows.table,
+        "topic-step-counts": topic_windows.table,
+        "story-step-counts": story_windows.table,
     }
     source_topics = {raw_topic.get_topic_name(), candidates_topic.get_topic_name(), story_input_topic.get_topic_name()}
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])

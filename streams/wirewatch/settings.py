@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clustering import ClusterConfig
@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     story_batch_seconds: float = Field(
         default=0.5, gt=0, description="The story agent sorts briefs arriving this close together by event time."
     )
+
+    @model_validator(mode="after")
+    def _windows_are_whole_steps(self) -> "Settings":
+        # Windows are counted as sums of step-long buckets.
+        if self.window_size_seconds < self.window_step_seconds or self.window_size_seconds % self.window_step_seconds:
+            raise ValueError("WIREWATCH_WINDOW_SIZE_SECONDS must be a whole number of WIREWATCH_WINDOW_STEP_SECONDS")
+        return self
 
     @property
     def broker_url(self) -> str:

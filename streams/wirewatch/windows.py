@@ -1,6 +1,8 @@
 """Hopping event-time windows, with the same ranges as Faust's ``HoppingWindow``.
 
-The worker counts in Faust's windowed tables; offline commands (``wirewatch
+The worker counts in Faust's windowed tables, one tumbling ``step``-long
+bucket per event, and adds a window's buckets when it reads it (one write per
+event instead of one per window that holds it); offline commands (``wirewatch
 cluster``, ``backtest``) count with :class:`HoppingCounts`, which gives the
 same numbers for the same events. A window is ``[start, start + size)``;
 Faust writes its end as ``start + size - 0.1``, and so does this module, so that
@@ -26,6 +28,12 @@ class HoppingWindows:
     def __post_init__(self) -> None:
         if self.step <= 0 or self.size < self.step:
             raise ValueError("window step must be positive and no larger than the window size")
+        if self.size % self.step:
+            raise ValueError("window size must be a whole number of steps")
+
+    def steps(self, start: float) -> list[float]:
+        """Starts of the ``step``-long buckets that make up the window starting at ``start``."""
+        return [start + k * self.step for k in range(int(self.size // self.step))]
 
     def ranges(self, timestamp: float) -> list[tuple[float, float]]:
         """Every window that contains ``timestamp``, oldest first."""

@@ -1,0 +1,140 @@
+"""Latency through one wirewatch worker at a steady rate: raw page → brief, and spike → alert.
+
+One worker runs on topics of its own; the raw, briefs and alerts topics are
+created with ``message.timestamp.type=LogAppendTime`` so every record carries
+the time the broker appended it. A simulated feed (a snapshot a minute, with
+injected spikes) is written at a fixed rate, a fraction of the maximum rate
+given on the command line (pages/s, from bench/throughput_bench.py), for
+DURATION seconds at each fraction.
+
+- raw → brief: a brief's append time minus the append time of the first page
+  that carried it;
+- spike → alert: an alert's first revision's append time minus the append
+  time of the latest of its briefs, the one whose arrival completed the spike.
+
+Prints one JSON object with p50/p99 per fraction.
+
+    python bench/latency_bench.py MAX_PAGES_PER_SECOND [DURATION]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from benchkit import BOOTSTRAP, REPO, simulated_pages, worker_env
+from wirewatch.models import Envelope
+from wirewatch.pipeline import parse_envelope
+from wirewatch.settings import Settings
+
+sys.path.insert(0, str(REPO / "tests"))
+from kafka_helpers import WorkerProcess, read_topic  # noqa: E402
+
+PARTITIONS = 4
+FRACTIONS = (0.5, 0.9)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(values_ms: list[float]) -> dict:
+    if not values_ms:
+        return {"count": 0}
+    return {"count": len(values_ms), "p50_ms": round(percentile(values_ms, 0.5), 1),
+            "p99_ms": round(percentile(values_ms, 0.99), 1), "max_ms": round(max(values_ms), 1)}
+
+
+async def create_append_time_topics(topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([
+            NewTopic(topic, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
+            for topic in topics
+        ])
+    finally:
+        await admin.close()
+
+
+async def produce_at_rate(topic: str, records: list[tuple[bytes, bytes]], rate: float) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for index, (key, value) in enumerate(records):
+            delay = started + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float) -> dict:
+    """Write ``records`` at ``rate`` and read back what the worker made of them."""
+    first_page = {}
+    for index, (_, value) in enumerate(records):
+        for brief in parse_envelope(Envelope.model_validate_json(value)).briefs:
+            first_page.setdefault(brief.id, index)
+    asyncio.run(produce_at_rate(settings.topic_raw, records, rate))
+    page_fetched = {Envelope.model_validate_json(value).fetched_at: index for index, (_, value) in enumerate(records)}
+    raw_times = {}
+    for record in asyncio.run(read_topic(settings, settings.topic_raw, at_least=len(records), timeout=120)):
+        index = page_fetched.get(Envelope.model_validate_json(record.value).fetched_at)
+        if index is not None:
+            raw_times[index] = record.timestamp
+    briefs = asyncio.run(read_topic(settings, settings.topic_briefs, at_least=len(first_page), timeout=300))
+    brief_times = {}
+    for record in briefs:
+        brief_times.setdefault(record.key.decode(), record.timestamp)
+    brief_latency = [brief_times[brief] - raw_times[page] for brief, page in first_page.items() if brief in brief_times]
+    alert_latency = []
+    for record in asyncio.run(read_topic(settings, settings.topic_alerts, timeout=30)):
+        alert = orjson.loads(record.value)
+        completed = [brief_times[b] for b in alert["brief_ids"] if b in brief_times]
+        if alert["revision"] == 1 and completed:
+            alert_latency.append(record.timestamp - max(completed))
+    return {"pages": len(records), "rate_pages_per_second": round(rate, 1), "briefs": len(first_page),
+            "raw_to_brief": summary(brief_latency), "spike_to_alert": summary(alert_latency)}
+
+
+def main() -> None:
+    max_rate = float(sys.argv[1])
+    duration = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
+    results = {"benchmark": "latency", "max_pages_per_second": max_rate, "duration_seconds": duration}
+    for seed, fraction in enumerate(FRACTIONS, start=40):
+        run = uuid.uuid4().hex[:8]
+        env = {**worker_env(run, partitions=PARTITIONS), "WIREWATCH_WEB_PORT": "6110"}
+        os.environ.update(env)  # the worker's settings, for the topic names
+        settings = Settings()
+        asyncio.run(create_append_time_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts]))
+        Path(env["WIREWATCH_DATA_DIR"]).mkdir(parents=True)
+        worker = WorkerProcess.start(env, log_path=Path(f"/tmp/bench-{run}.log"))
+        try:
+            worker.wait_ready(timeout=180)
+            time.sleep(5)
+            rate = max_rate * fraction
+            pages = max(int(rate * duration), 10)
+            records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
+            results[f"at_{int(fraction * 100)}_percent"] = measure(settings, records, rate)
+        finally:
+            worker.stop()
+            shutil.rmtree(env["WIREWATCH_DATA_DIR"], ignore_errors=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Writes bench/RESULTS.md from the JSON the benchmarks printed (called by bench/run.sh).
+
+    python bench/write_results.py RESULTS_DIR OUT.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "unknown")
+    memory = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) // 1024 // 1024
+    return (f"{os.cpu_count()} cores ({cpu}), {memory} GiB, Python {platform.python_version()}, "
+            "Apache Kafka 4.0.1 single node on 127.0.0.1")
+
+
+def rate(figures: dict | None) -> str:
+    if not figures:
+        return "not run (peer venv missing)"
+    return f"{figures['pages_per_second']} pages/s, {figures['briefs_per_second']} briefs/s"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def main() -> None:
+    results, out = Path(sys.argv[1]), Path(sys.argv[2])
+    load = lambda name: json.loads((results / name).read_text())  # noqa: E731
+    parser, throughput, latency = load("parser.json"), load("throughput.json"), load("latency.json")
+    memory, stories = load("memory.json"), load("stories.json")
+    at50, at90 = latency["at_50_percent"], latency["at_90_percent"]
+    over_quix = throughput["wirewatch_over_quix"]
+    growth = memory.get("rss_growth_100k_to_1m")
+    rss = {sample["briefs"]: sample["rss_mib"] for sample in memory["samples"]}
+    rows = [
+        ("parser, one core", f"{parser['pages_per_second']} pages/s, {parser['briefs_per_second']} briefs/s "
+         f"({parser['pages']} pages of {parser['mean_page_bytes']} bytes, {parser['briefs_per_page']} briefs each)",
+         "≥ 5,000 pages/s", verdict(parser["pages_per_second"] >= 5000)),
+        ("raw → briefs, bare aiokafka loop", rate(throughput["bare_aiokafka"]), "", ""),
+        ("raw → briefs, Quix Streams", rate(throughput["quix_streams"]), "", ""),
+        ("raw → briefs, wirewatch, 1 worker", rate(throughput["wirewatch_1_worker"]), "", ""),
+        ("raw → briefs, wirewatch, 2 workers", rate(throughput["wirewatch_2_workers"]), "", ""),
+        ("wirewatch ÷ bare", str(throughput["wirewatch_over_bare"]), "≥ 0.8",
+         verdict(throughput["wirewatch_over_bare"] >= 0.8)),
+        ("wirewatch ÷ Quix Streams", str(over_quix), "≥ 1.0", verdict(over_quix is not None and over_quix >= 1.0)),
+        ("2 workers ÷ 1 worker", str(throughput["two_workers_over_one"]), "", ""),
+        (f"raw → brief p50 / p99 at 50% ({at50['rate_pages_per_second']} pages/s)",
+         f"{at50['raw_to_brief']['p50_ms']} / {at50['raw_to_brief']['p99_ms']} ms", "p99 < 100 ms",
+         verdict(at50["raw_to_brief"]["p99_ms"] < 100)),
+        (f"raw → brief p50 / p99 at 90% ({at90['rate_pages_per_second']} pages/s)",
+         f"{at90['raw_to_brief']['p50_ms']} / {at90['raw_to_brief']['p99_ms']} ms", "", ""),
+        ("spike → alert p50 / max at 50% rate",
+         f"{at50['spike_to_alert'].get('p50_ms')} / {at50['spike_to_alert'].get('max_ms')} ms "
+         f"({at50['spike_to_alert']['count']} alerts)", "< 1 s",
+         verdict(at50["spike_to_alert"].get("max_ms", 1e9) < 1000)),
+        ("story-stage RSS after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
+         "within 10%", verdict(growth is not None and abs(growth) <= 0.10)),
+        ("alert precision / recall (default scenario)",
+         f"{stories['alerts']['precision']} / {stories['alerts']['recall']}", "≥ 0.9 / ≥ 0.9", ""),
+        ("median detection delay", f"{stories['alerts']['median_delay_seconds']} s", "≤ 300 s",
+         verdict(stories["alerts"]["median_delay_seconds"] <= 300)),
+        ("story BCubed F1", str(stories["stories"]["bcubed_f1"]), "≥ 0.9", ""),
+    ]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `bench/run.sh` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+        "How each figure is measured is in the docstring of its script in `bench/`.",
+        "",
+        "| benchmark | figure | target | |",
+        "|---|---|---|---|",
+        *(f"| {name} | {figure} | {target} | {met} |" for name, figure, target, met in rows),
+        "",
+        (Path(__file__).parent / "optimisations.md").read_text().rstrip(),
+        "",
+        "## Raw JSON",
+        "",
+        "```json",
+        *(json.dumps(item) for item in (parser, throughput, latency, memory, stories)),
+        "```",
+    ]
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
