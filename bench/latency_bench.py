@@ -5,7 +5,8 @@ created with ``message.timestamp.type=LogAppendTime`` so every record carries
 the time the broker appended it. A simulated feed (a snapshot a minute, with
 injected spikes) is written at a fixed rate, a fraction of the maximum rate
 given on the command line (pages/s, from bench/throughput_bench.py), for
-DURATION seconds at each fraction.
+DURATION seconds at each fraction; once with one worker running every stage,
+once with the briefs stages and the story stage in two workers.
 
 - raw → brief: a brief's append time minus the append time of the first page
   that carried it;
@@ -42,6 +43,8 @@ from kafka_helpers import WorkerProcess, read_topic  # noqa: E402
 
 PARTITIONS = 4
 FRACTIONS = (0.5, 0.9)
+#: One worker with every stage; the stages in two workers (WIREWATCH_STAGES).
+LAYOUTS = {"one_worker": ["all"], "briefs_and_stories_workers": ["briefs", "stories"]}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -114,25 +117,34 @@ def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float)
 def main() -> None:
     max_rate = float(sys.argv[1])
     duration = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
-    results = {"benchmark": "latency", "max_pages_per_second": max_rate, "duration_seconds": duration}
-    for seed, fraction in enumerate(FRACTIONS, start=40):
-        run = uuid.uuid4().hex[:8]
-        env = {**worker_env(run, partitions=PARTITIONS), "WIREWATCH_WEB_PORT": "6110"}
-        os.environ.update(env)  # the worker's settings, for the topic names
-        settings = Settings()
-        asyncio.run(create_append_time_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts]))
-        Path(env["WIREWATCH_DATA_DIR"]).mkdir(parents=True)
-        worker = WorkerProcess.start(env, log_path=Path(f"/tmp/bench-{run}.log"))
-        try:
-            worker.wait_ready(timeout=180)
-            time.sleep(5)
-            rate = max_rate * fraction
-            pages = max(int(rate * duration), 10)
-            records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
-            results[f"at_{int(fraction * 100)}_percent"] = measure(settings, records, rate)
-        finally:
-            worker.stop()
-            shutil.rmtree(env["WIREWATCH_DATA_DIR"], ignore_errors=True)
+    results = {"benchmark": "latency", "max_pages_per_second": max_rate, "duration_seconds": duration,
+               **{layout: {} for layout in LAYOUTS}}
+    for layout, stages in LAYOUTS.items():
+        for seed, fraction in enumerate(FRACTIONS, start=40):
+            run = uuid.uuid4().hex[:8]
+            env = worker_env(run, partitions=PARTITIONS)
+            os.environ.update(env)  # the workers' settings, for the topic names
+            settings = Settings()
+            asyncio.run(create_append_time_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts]))
+            workers = []
+            try:
+                for index, stage in enumerate(stages):
+                    data_dir = Path(env["WIREWATCH_DATA_DIR"]) / str(index)
+                    data_dir.mkdir(parents=True)
+                    own = {**env, "WIREWATCH_STAGES": stage, "WIREWATCH_DATA_DIR": str(data_dir),
+                           "WIREWATCH_WEB_PORT": str(6110 + index)}
+                    workers.append(WorkerProcess.start(own, log_path=Path(f"/tmp/bench-{run}-{index}.log")))
+                for worker in workers:
+                    worker.wait_ready(timeout=180)
+                time.sleep(5)
+                rate = max_rate * fraction
+                pages = max(int(rate * duration), 10)
+                records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
+                results[layout][f"at_{int(fraction * 100)}_percent"] = measure(settings, records, rate)
+            finally:
+                for worker in workers:
+                    worker.stop()
+                shutil.rmtree(env["WIREWATCH_DATA_DIR"], ignore_errors=True)
     print(json.dumps(results))
 
 

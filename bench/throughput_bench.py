@@ -8,8 +8,10 @@ and publishes each brief id once:
   de-duplication in a Python set (no state survives a crash), linger 5 ms,
   committing after each fetched batch: the limit for Python on this broker;
 - wirewatch: ``wirewatch worker`` processes with the whole pipeline (split,
-  candidates topic, de-duplication table, story stage), started on an empty
-  topic and settled into their group before the backlog is written;
+  candidates topic, de-duplication table, story stage): one worker, two
+  workers in one group, and two workers with the stages apart
+  (``WIREWATCH_STAGES=briefs`` and ``stories``); started on an empty topic
+  and settled into their groups before the backlog is written;
 - quix: the same stage in Quix Streams (bench/quix_peer.py), run only when the
   peer's venv exists (WIREWATCH_BENCH_PEER_PYTHON, default .cache/bench-peer).
 
@@ -108,16 +110,21 @@ async def run_bare(records, expected: int) -> float:
     return await clock
 
 
-def run_wirewatch(records, expected: int, workers: int) -> float:
-    """Workers start on an empty raw topic and settle into their group first, so no rebalance lands mid-run."""
+def run_wirewatch(records, expected: int, stages: list[str]) -> float:
+    """One worker per entry of ``stages`` (its WIREWATCH_STAGES).
+
+    Workers start on an empty raw topic and settle into their groups first, so
+    no rebalance lands mid-run.
+    """
     run = uuid.uuid4().hex[:8]
     env = worker_env(run, partitions=PARTITIONS)
     processes = []
     try:
-        for index in range(workers):
+        for index, stage in enumerate(stages):
             data_dir = Path(f"/tmp/bench-{run}/{index}")
             data_dir.mkdir(parents=True)
-            own = {**env, "WIREWATCH_WEB_PORT": str(6100 + index), "WIREWATCH_DATA_DIR": str(data_dir)}
+            own = {**env, "WIREWATCH_WEB_PORT": str(6100 + index), "WIREWATCH_DATA_DIR": str(data_dir),
+                   "WIREWATCH_STAGES": stage}
             processes.append(WorkerProcess.start(own, log_path=Path(f"/tmp/bench-{run}-{index}.log")))
         for process in processes:
             process.wait_ready(timeout=180)
@@ -165,8 +172,9 @@ def main() -> None:
     expected = len({brief.id for _, value in records
                     for brief in parse_envelope(Envelope.model_validate_json(value)).briefs})
     bare = asyncio.run(run_bare(records, expected))
-    one = run_wirewatch(records, expected, workers=1)
-    two = run_wirewatch(records, expected, workers=2)
+    one = run_wirewatch(records, expected, ["all"])
+    two = run_wirewatch(records, expected, ["all", "all"])
+    split = run_wirewatch(records, expected, ["briefs", "stories"])
     quix = run_quix(records, expected)
     result = {
         "benchmark": "raw_to_briefs",
@@ -176,10 +184,12 @@ def main() -> None:
         "bare_aiokafka": figures(len(records), expected, bare),
         "wirewatch_1_worker": figures(len(records), expected, one),
         "wirewatch_2_workers": figures(len(records), expected, two),
+        "wirewatch_briefs_and_stories_workers": figures(len(records), expected, split),
         "quix_streams": figures(len(records), expected, quix),
         "wirewatch_over_bare": round(bare / one, 3),
         "wirewatch_over_quix": round(quix / one, 3) if quix else None,
         "two_workers_over_one": round(one / two, 3),
+        "split_stages_over_one": round(one / split, 3),
     }
     print(json.dumps(result))
 

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kafka_helpers import read_topic, run, wait_until_drained
+from kafka_helpers import free_port, metric_total, read_topic, run, scrape_metrics, wait_until_drained
 from wirewatch.models import Alert, Story
 from wirewatch.parser import parse_page
+from wirewatch.settings import Settings
 
 pytestmark = pytest.mark.kafka
 
@@ -58,3 +59,29 @@ def test_the_seed_page_raises_one_greenland_alert_and_a_later_snapshot_none(
     run(wait_until_drained(wirewatch_settings, _stage_topics(wirewatch_settings)))
     assert len(run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts))) == len(first_alerts)
     assert len(run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories))) == 8
+
+
+def test_the_stages_can_run_in_separate_workers(wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path):
+    briefs_only = {**wirewatch_env, "WIREWATCH_STAGES": "briefs", "WIREWATCH_DATA_DIR": str(tmp_path / "briefs")}
+    stories_only = {
+        **wirewatch_env,
+        "WIREWATCH_STAGES": "stories",
+        "WIREWATCH_DATA_DIR": str(tmp_path / "stories"),
+        "WIREWATCH_WEB_PORT": str(free_port()),
+    }
+    start_worker(briefs_only)
+    story_worker = start_worker(stories_only)
+    page = tmp_path / "seed.txt"
+    page.write_text(seed_page, encoding="utf-8")
+    _produce(page, datetime.now(timezone.utc).replace(microsecond=0))
+
+    alerts = [Alert.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))]
+    assert {alert.topic for alert in alerts} == {"greenland"}
+    assert len(run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))) == 8
+    # The story stage is a consumer group of its own, and only it holds the story tables.
+    stories_settings = Settings(stages="stories")
+    run(wait_until_drained(stories_settings, [wirewatch_settings.topic_story_input]))
+    story_metrics = scrape_metrics(int(stories_only["WIREWATCH_WEB_PORT"]))
+    assert metric_total(story_metrics, "wirewatch_table_entries", table="stories") >= 1
+    assert metric_total(story_metrics, "wirewatch_table_entries", table="brief-first-seen") == 0
+    assert story_worker.process.poll() is None

@@ -22,6 +22,11 @@ so the partition that owns its entry in the de-duplication table. Story
 input is keyed by one shard key, so one partition (and one worker) sees every
 brief and the stories do not depend on how many workers run.
 
+``WIREWATCH_STAGES`` picks what a worker runs: everything (the default), only
+raw → briefs, or only the story stage. A stories-only worker is a consumer
+group of its own (``<app_id>-stories``, see ``Settings.group_id``): giving
+the story engine's CPU work a process of its own keeps it off the briefs' path.
+
 Every send is ``force=True``: sent at once rather than attached to the source
 offset, which Faust would only publish at the next commit (up to
 ``commit_interval`` later, on every hop). Faust flushes the producer before it
@@ -43,7 +48,7 @@ from datetime import datetime, timezone
 import faust
 import orjson
 from aiokafka.errors import KafkaError
-from faust.types import AgentT, EventT, TableT, TopicT
+from faust.types import EventT, TableT, TopicT
 
 from .desk import DeskView
 from .engine import EngineState, StoryEngine, create_engine
@@ -70,24 +75,14 @@ class _FaustApp(faust.App):
 
 @dataclass
 class WirewatchApp:
-    """A Faust app with handles on everything wirewatch declared in it."""
+    """A Faust app with what the ``worker`` command needs besides it."""
 
     app: faust.App
     settings: Settings
     metrics: Metrics
     desk: DeskView
-    engine: StoryEngine
-    raw_topic: TopicT
-    candidates_topic: TopicT
-    briefs_topic: TopicT
-    dead_letter_topic: TopicT
-    story_input_topic: TopicT
-    stories_topic: TopicT
-    alerts_topic: TopicT
-    first_seen: TableT
-    split_pages: AgentT
-    deduplicate_briefs: AgentT
-    track_stories: AgentT
+    #: The story engine, when this worker runs the story stage.
+    engine: StoryEngine | None
 
 
 class FaustWindowCounts:
@@ -134,89 +129,27 @@ def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> To
     )
 
 
-def create_app(settings: Settings | None = None) -> WirewatchApp:
-    """Build the wirewatch Faust app for ``settings`` (default: from the environment)."""
-    settings = settings or Settings()
-    app = _FaustApp(
-        settings.app_id,
-        broker=settings.broker_url,
-        broker_credentials=settings.broker_credentials(),
-        store=settings.store,
-        datadir=settings.data_dir,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        web_in_thread=False,
-        # Table contents and cluster topology stay off the web port.
-        web_tables_enabled=False,
-        web_router_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        consumer_group_instance_id=settings.group_instance_id,
-        broker_session_timeout=settings.session_timeout_seconds,
-        # With Faust's default (4096) a restarted worker facing a large backlog
-        # filled its stream buffers while recovering tables and never finished
-        # recovering (cf. faust-streaming #74).
-        stream_buffer_maxsize=settings.stream_buffer_maxsize,
-        autodiscover=False,
-        # No agent runs on_leader, so the leader-election topic is not needed.
-        topic_disable_leader=True,
-    )
-    metrics = Metrics(max_label_values=settings.metrics_max_label_values)
-    desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
+@dataclass(frozen=True)
+class _Topics:
+    raw: TopicT
+    candidates: TopicT
+    briefs: TopicT
+    dead_letters: TopicT
+    story_input: TopicT
+    stories: TopicT
+    alerts: TopicT
 
-    raw_topic = _bytes_topic(app, settings.topic_raw, settings)
-    candidates_topic = _bytes_topic(app, settings.topic_candidates, settings, internal=True)
-    briefs_topic = _bytes_topic(app, settings.topic_briefs, settings)
-    dead_letter_topic = _bytes_topic(app, settings.topic_dead_letters, settings)
-    story_input_topic = _bytes_topic(app, settings.topic_story_input, settings, internal=True)
-    stories_topic = _bytes_topic(app, settings.topic_stories, settings)
-    alerts_topic = _bytes_topic(app, settings.topic_alerts, settings)
 
+def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, topics: "_Topics") -> dict[str, TableT]:
+    """raw → brief candidates → briefs: the agents ``split_pages`` and ``deduplicate_briefs``; returns their tables."""
+    raw_topic, candidates_topic, briefs_topic = topics.raw, topics.candidates, topics.briefs
+    dead_letter_topic, story_input_topic = topics.dead_letters, topics.story_input
     first_seen = app.Table(
         "brief-first-seen",
         key_type=str,
         partitions=settings.topic_partitions,
         help="Brief id → [fetched_at, partition, offset] of the candidate that first carried it.",
     )
-    detector = settings.detector_config()
-    windows = HoppingWindows(detector.window_size, detector.window_step)
-
-    def state_table(name: str, help: str) -> TableT:
-        return app.Table(name, partitions=settings.topic_partitions, help=help)
-
-    def window_table(name: str, help: str):
-        # No Faust expiry: it runs on the wall clock and forgets what it must
-        # expire after a restart (faust-streaming #385). The engine drops old
-        # windows itself, by event time, through the table (so the changelog
-        # gets tombstones).
-        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).tumbling(
-            detector.window_step
-        )
-
-    topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
-    story_windows = window_table("story-step-counts", "Briefs per story and window step.")
-    state = EngineState(
-        stories=state_table("stories", "Story id → active story state."),
-        topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
-        alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
-        stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
-        topic_counts=FaustWindowCounts(topic_windows, windows),
-        story_counts=FaustWindowCounts(story_windows, windows),
-        processed=state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
-    )
-    engine = create_engine(settings, state)
-    tables = {
-        "brief-first-seen": first_seen,
-        "stories": state.stories,
-        "topic-history": state.topic_history,
-        "alert-state": state.alerts,
-        "processed-briefs": state.processed,
-        "topic-step-counts": topic_windows.table,
-        "story-step-counts": story_windows.table,
-    }
-    source_topics = {raw_topic.get_topic_name(), candidates_topic.get_topic_name(), story_input_topic.get_topic_name()}
-    metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
     async def publish_dead_letter(letter, key: bytes | None) -> None:
         metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
@@ -297,6 +230,50 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             if brief.published_at is not None:
                 metrics.event_lag.observe(max(now - brief.published_at.timestamp(), 0.0))
 
+    return {"brief-first-seen": first_seen}
+
+
+def _declare_story_stage(
+    app: faust.App, settings: Settings, metrics: Metrics, topics: "_Topics"
+) -> tuple[StoryEngine, dict[str, TableT], EngineState]:
+    """briefs → stories and alerts: the agent ``track_stories`` and the engine's tables."""
+    story_input_topic, stories_topic, alerts_topic = topics.story_input, topics.stories, topics.alerts
+    detector = settings.detector_config()
+    windows = HoppingWindows(detector.window_size, detector.window_step)
+
+    def state_table(name: str, help: str) -> TableT:
+        return app.Table(name, partitions=settings.topic_partitions, help=help)
+
+    def window_table(name: str, help: str):
+        # No Faust expiry: it runs on the wall clock and forgets what it must
+        # expire after a restart (faust-streaming #385). The engine drops old
+        # windows itself, by event time, through the table (so the changelog
+        # gets tombstones).
+        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).tumbling(
+            detector.window_step
+        )
+
+    topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
+    story_windows = window_table("story-step-counts", "Briefs per story and window step.")
+    state = EngineState(
+        stories=state_table("stories", "Story id → active story state."),
+        topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
+        alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
+        stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
+        topic_counts=FaustWindowCounts(topic_windows, windows),
+        story_counts=FaustWindowCounts(story_windows, windows),
+        processed=state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
+    )
+    engine = create_engine(settings, state)
+    tables = {
+        "stories": state.stories,
+        "topic-history": state.topic_history,
+        "alert-state": state.alerts,
+        "processed-briefs": state.processed,
+        "topic-step-counts": topic_windows.table,
+        "story-step-counts": story_windows.table,
+    }
+
     @app.agent(story_input_topic, name="track_stories")
     async def track_stories(stream: faust.StreamT) -> None:
         """Cluster briefs into stories, count them in windows, and raise alerts on spikes."""
@@ -314,6 +291,9 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 stream._set_current_event(event)
                 result = engine.apply(ClusterInput.from_brief(brief))
                 applied.append((result, event))
+                # The engine is CPU work: hand the loop to the other agents
+                # between briefs, or a batch holds up pages for its whole length.
+                await asyncio.sleep(0)
                 story = result.story
                 if result.replayed:
                     metrics.story_replays.inc()
@@ -351,6 +331,61 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             if batch:
                 metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)
 
+    return engine, tables, state
+
+
+def create_app(settings: Settings | None = None) -> WirewatchApp:
+    """Build the wirewatch Faust app for ``settings`` (default: from the environment)."""
+    settings = settings or Settings()
+    app = _FaustApp(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=settings.broker_credentials(),
+        store=settings.store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        # Table contents and cluster topology stay off the web port.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.group_instance_id,
+        broker_session_timeout=settings.session_timeout_seconds,
+        # With Faust's default (4096) a restarted worker facing a large backlog
+        # filled its stream buffers while recovering tables and never finished
+        # recovering (cf. faust-streaming #74).
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
+        autodiscover=False,
+        # No agent runs on_leader, so the leader-election topic is not needed.
+        topic_disable_leader=True,
+    )
+    metrics = Metrics(max_label_values=settings.metrics_max_label_values)
+    desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
+
+    topics = _Topics(
+        raw=_bytes_topic(app, settings.topic_raw, settings),
+        candidates=_bytes_topic(app, settings.topic_candidates, settings, internal=True),
+        briefs=_bytes_topic(app, settings.topic_briefs, settings),
+        dead_letters=_bytes_topic(app, settings.topic_dead_letters, settings),
+        story_input=_bytes_topic(app, settings.topic_story_input, settings, internal=True),
+        stories=_bytes_topic(app, settings.topic_stories, settings),
+        alerts=_bytes_topic(app, settings.topic_alerts, settings),
+    )
+    tables: dict[str, TableT] = {}
+    source_topics: set[str] = set()
+    engine = None
+    if settings.runs_briefs:
+        tables |= _declare_brief_stages(app, settings, metrics, topics)
+        source_topics |= {settings.topic_raw, settings.topic_candidates}
+    if settings.runs_stories:
+        engine, story_tables, _ = _declare_story_stage(app, settings, metrics, topics)
+        tables |= story_tables
+        source_topics.add(settings.topic_story_input)
+    metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
+
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:
         """Lag of each assigned source partition: its end offset minus the group's committed offset.
@@ -367,7 +402,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             return
         try:
             ends = await end_offsets(settings, assigned)
-            committed = await committed_offsets(settings, settings.app_id)
+            committed = await committed_offsets(settings, settings.group_id)
         except (KafkaError, OSError) as error:
             # An exception escaping a Faust timer stops the whole worker; a missed
             # reading while the cluster is away does not matter.
@@ -400,24 +435,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 await asyncio.sleep(5)
 
     add_views(app, metrics, desk)
-    return WirewatchApp(
-        app=app,
-        settings=settings,
-        metrics=metrics,
-        desk=desk,
-        engine=engine,
-        raw_topic=raw_topic,
-        candidates_topic=candidates_topic,
-        briefs_topic=briefs_topic,
-        dead_letter_topic=dead_letter_topic,
-        story_input_topic=story_input_topic,
-        stories_topic=stories_topic,
-        alerts_topic=alerts_topic,
-        first_seen=first_seen,
-        split_pages=split_pages,
-        deduplicate_briefs=deduplicate_briefs,
-        track_stories=track_stories,
-    )
+    return WirewatchApp(app=app, settings=settings, metrics=metrics, desk=desk, engine=engine)
 
 
 def _raw_record(event: EventT) -> RawRecord:

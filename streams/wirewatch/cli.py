@@ -519,7 +519,8 @@ def worker(loglevel: str | None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     wirewatch = create_app(settings)
-    wirewatch.engine.extractor.warm_up(settings.language_codes())
+    if wirewatch.engine is not None:
+        wirewatch.engine.extractor.warm_up(settings.language_codes())
     _dump_tasks_on_sigusr1(loop, wirewatch.app)
     runner = faust.Worker(
         wirewatch.app,

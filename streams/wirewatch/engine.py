@@ -100,7 +100,11 @@ class SpikeTracker:
         stream = self.state.stream
         observed_since = min(stream.get("observed_since", timestamp), timestamp)
         watermark = max(stream.get("watermark", timestamp), timestamp)
-        stream["observed_since"], stream["watermark"] = observed_since, watermark
+        # Written only when they move: each write is a changelog record.
+        if stream.get("observed_since") != observed_since:
+            stream["observed_since"] = observed_since
+        if stream.get("watermark") != watermark:
+            stream["watermark"] = watermark
         # Housekeeping runs once per window step of event time, so a replay does it at the same points.
         if watermark - stream.get("pruned_at", float("-inf")) >= self.config.window_step:
             stream["pruned_at"] = watermark

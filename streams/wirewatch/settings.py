@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default=None, description="Static group membership id, e.g. the pod name; restarts keep partitions."
     )
     app_id: str = Field(default="wirewatch", description="Faust app id: consumer group and table prefix.")
+    stages: Literal["all", "briefs", "stories"] = Field(
+        default="all",
+        description="What a worker runs: every stage, only raw → briefs, or only the story stage "
+        "(consumer group <app_id>-stories). Separate processes keep the story engine's CPU work off the briefs' path.",
+    )
     topic_raw: str = "wire.raw"
     topic_briefs: str = "wire.briefs"
     topic_dead_letters: str = "wire.raw.dlq"
@@ -120,6 +125,19 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         """The bootstrap servers in Faust's ``kafka://`` URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(","))
+
+    @property
+    def group_id(self) -> str:
+        """This worker's Faust app id: its consumer group and the prefix of its tables' changelogs."""
+        return f"{self.app_id}-stories" if self.stages == "stories" else self.app_id
+
+    @property
+    def runs_briefs(self) -> bool:
+        return self.stages in ("all", "briefs")
+
+    @property
+    def runs_stories(self) -> bool:
+        return self.stages in ("all", "stories")
 
     @property
     def topic_candidates(self) -> str:
