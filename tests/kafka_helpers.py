@@ -214,7 +214,7 @@ async def wait_until_drained(settings: Settings, topics: list[str], *, timeout: 
         while True:
             partitions = [tp for topic in topics for tp in await _partitions(consumer, topic, timeout)]
             end = await consumer.end_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(settings.app_id)
+            committed = await admin.list_consumer_group_offsets(settings.group_id)
             behind = {}
             for tp in partitions:
                 done = committed[tp].offset if tp in committed else 0
@@ -223,7 +223,7 @@ async def wait_until_drained(settings: Settings, topics: list[str], *, timeout: 
             if not behind:
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"consumer group {settings.app_id} still behind: {behind}")
+                raise AssertionError(f"consumer group {settings.group_id} still behind: {behind}")
             await asyncio.sleep(0.5)
     finally:
         await admin.close()

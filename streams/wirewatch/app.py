@@ -338,7 +338,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     """Build the wirewatch Faust app for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
     app = _FaustApp(
-        settings.app_id,
+        settings.group_id,
         broker=settings.broker_url,
         broker_credentials=settings.broker_credentials(),
         store=settings.store,
