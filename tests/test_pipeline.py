@@ -171,3 +171,18 @@ def test_recent_ids_forget_the_least_recently_seen_first():
     assert recent.add("a") is False  # "a" was seen again after "b", so "b" went first
     assert recent.add("b") is True
     assert RecentIds(0).add("a") and RecentIds(0).add("a")
+
+
+def test_a_partition_behind_without_progress_is_stalled_after_the_set_time():
+    from wirewatch.progress import StallWatch
+
+    watch = StallWatch(after_seconds=60)
+    raw = ("wire.raw", 0)
+    assert watch.observe(0, {raw: 10}, {raw: 5}) == set()
+    assert watch.observe(30, {raw: 12}, {raw: 8}) == set()  # moving: not stalled
+    assert watch.observe(80, {raw: 12}, {raw: 8}) == set()  # unmoved for 50 s
+    assert watch.observe(91, {raw: 12}, {raw: 8}) == {raw}
+    assert watch.observe(100, {raw: 12}, {raw: 8}) == set() and watch.stalled == {raw}  # reported once
+    assert watch.observe(110, {raw: 12}, {raw: 12}) == set() and watch.stalled == set()  # caught up
+    idle = ("wire.raw", 1)
+    assert watch.observe(500, {idle: 3}, {idle: 3}) == set()  # nothing waiting is never stalled

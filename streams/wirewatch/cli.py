@@ -325,31 +325,13 @@ def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop, app) -> None:
     import io
     import signal
 
-    log = logging.getLogger("wirewatch.tasks")
+    from .app import flow_state
 
-    def flow_state() -> dict:
-        consumer = app.consumer
-        names = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())  # noqa: E731
-        return {
-            "flow_active": consumer.flow_active,
-            "flow_control_active": app.flow_control.is_active(),
-            "in_recovery": app.in_recovery,
-            "rebalancing": app.rebalancing,
-            "assigned": names(consumer.assignment()),
-            "active": names(getattr(consumer, "_active_partitions", None)),
-            "paused": names(getattr(consumer, "_paused_partitions", None)),
-            "held_for_full_buffers": names(getattr(consumer, "_buffered_partitions", None)),
-            # (size, pressure-drop callbacks waiting) per stream buffer
-            "stream_buffers": {
-                str(topic): (queue.qsize(), len(queue._pending_pressure_drop_callbacks))
-                for topic in list(app.topics._topics)
-                if (queue := getattr(topic, "_queue", None)) is not None
-            },
-        }
+    log = logging.getLogger("wirewatch.tasks")
 
     def dump() -> None:
         try:
-            log.warning("consumer flow: %s", flow_state())
+            log.warning("consumer flow: %s", flow_state(app))
         except Exception as error:  # a diagnostic must not take the worker down
             log.warning("consumer flow: unavailable (%r)", error)
         for task in asyncio.all_tasks(loop):

@@ -122,6 +122,11 @@ class Metrics:
             registry=registry,
         )
         self.stories_active = Gauge("wirewatch_stories_active", "Stories not yet expired.", registry=registry)
+        self.stalled_partitions = Gauge(
+            "wirewatch_stalled_partitions",
+            "Source partitions behind whose committed offset has not moved for WIREWATCH_STALL_SECONDS.",
+            registry=registry,
+        )
         self.alerts_raised = Counter(
             "wirewatch_alerts_raised", "Alerts raised (new ids), by severity.", ["severity"], registry=registry
         )

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     )
     metrics_max_label_values: int = Field(default=50, ge=1, description="Distinct sources/sections per label.")
     consumer_lag_interval_seconds: float = Field(default=15.0, gt=0)
+    stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A source partition behind whose committed offset has not moved this long makes /health 503.",
+    )
 
     languages: str = Field(
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."

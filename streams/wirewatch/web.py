@@ -1,7 +1,8 @@
 """The worker's HTTP endpoints, on Faust's own web server. All read-only.
 
 - ``/metrics``: Prometheus exposition of :class:`~wirewatch.metrics.Metrics`.
-- ``/health``: liveness; answers while the event loop runs.
+- ``/health``: liveness; 503 when a source partition has records waiting and
+  has made no progress for ``WIREWATCH_STALL_SECONDS`` (a restart resumes it).
 - ``/ready``: readiness; 503 while the worker rebalances, recovers tables, or
   has not yet joined its group.
 - ``/``: the desk page; ``/api/desk``: its data.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 import faust
@@ -40,7 +42,7 @@ def readiness(app: faust.App) -> list[str]:
     return reasons
 
 
-def add_views(app: faust.App, metrics: Metrics, desk: DeskView) -> None:
+def add_views(app: faust.App, metrics: Metrics, desk: DeskView, stalled: Callable[[], list] = list) -> None:
     page = resources.files("wirewatch.static").joinpath("desk.html").read_bytes()
 
     @app.page("/metrics")
@@ -51,6 +53,10 @@ def add_views(app: faust.App, metrics: Metrics, desk: DeskView) -> None:
     @app.page("/health")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
+            stuck = stalled()
+            if stuck:
+                partitions = [f"{topic}[{partition}]" for topic, partition in stuck]
+                return self.json({"status": "stalled", "partitions": partitions}, status=503)
             return self.json({"status": "ok"})
 
     @app.page("/ready")
