@@ -31,12 +31,29 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def latency_rows(layouts: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, figures in layouts.items():
+        at50, at90 = figures["at_50_percent"], figures["at_90_percent"]
+        brief50, brief90, alert50 = at50["raw_to_brief"], at90["raw_to_brief"], at50["spike_to_alert"]
+        rows += [
+            (f"raw → brief p50 / p99, {name}, at 50% ({at50['rate_pages_per_second']} pages/s)",
+             f"{brief50['p50_ms']} / {brief50['p99_ms']} ms", "p99 < 100 ms", verdict(brief50["p99_ms"] < 100)),
+            (f"raw → brief p50 / p99, {name}, at 90% ({at90['rate_pages_per_second']} pages/s)",
+             f"{brief90['p50_ms']} / {brief90['p99_ms']} ms", "", ""),
+            (f"spike → alert p50 / max, {name}, at 50%",
+             f"{alert50.get('p50_ms')} / {alert50.get('max_ms')} ms ({alert50['count']} alerts)", "< 1 s",
+             verdict(alert50.get("max_ms", 1e9) < 1000)),
+        ]
+    return rows
+
+
 def main() -> None:
     results, out = Path(sys.argv[1]), Path(sys.argv[2])
     load = lambda name: json.loads((results / name).read_text())  # noqa: E731
     parser, throughput, latency = load("parser.json"), load("throughput.json"), load("latency.json")
     memory, stories = load("memory.json"), load("stories.json")
-    at50, at90 = latency["at_50_percent"], latency["at_90_percent"]
+    layouts = {"one worker": latency["one_worker"], "briefs + stories workers": latency["briefs_and_stories_workers"]}
     over_quix = throughput["wirewatch_over_quix"]
     growth = memory.get("rss_growth_100k_to_1m")
     rss = {sample["briefs"]: sample["rss_mib"] for sample in memory["samples"]}
@@ -48,19 +65,14 @@ def main() -> None:
         ("raw → briefs, Quix Streams", rate(throughput["quix_streams"]), "", ""),
         ("raw → briefs, wirewatch, 1 worker", rate(throughput["wirewatch_1_worker"]), "", ""),
         ("raw → briefs, wirewatch, 2 workers", rate(throughput["wirewatch_2_workers"]), "", ""),
+        ("raw → briefs, wirewatch, briefs + stories workers", rate(throughput["wirewatch_briefs_and_stories_workers"]),
+         "", ""),
         ("wirewatch ÷ bare", str(throughput["wirewatch_over_bare"]), "≥ 0.8",
          verdict(throughput["wirewatch_over_bare"] >= 0.8)),
         ("wirewatch ÷ Quix Streams", str(over_quix), "≥ 1.0", verdict(over_quix is not None and over_quix >= 1.0)),
-        ("2 workers ÷ 1 worker", str(throughput["two_workers_over_one"]), "", ""),
-        (f"raw → brief p50 / p99 at 50% ({at50['rate_pages_per_second']} pages/s)",
-         f"{at50['raw_to_brief']['p50_ms']} / {at50['raw_to_brief']['p99_ms']} ms", "p99 < 100 ms",
-         verdict(at50["raw_to_brief"]["p99_ms"] < 100)),
-        (f"raw → brief p50 / p99 at 90% ({at90['rate_pages_per_second']} pages/s)",
-         f"{at90['raw_to_brief']['p50_ms']} / {at90['raw_to_brief']['p99_ms']} ms", "", ""),
-        ("spike → alert p50 / max at 50% rate",
-         f"{at50['spike_to_alert'].get('p50_ms')} / {at50['spike_to_alert'].get('max_ms')} ms "
-         f"({at50['spike_to_alert']['count']} alerts)", "< 1 s",
-         verdict(at50["spike_to_alert"].get("max_ms", 1e9) < 1000)),
+        ("2 workers ÷ 1 worker; briefs + stories workers ÷ 1 worker",
+         f"{throughput['two_workers_over_one']}; {throughput['split_stages_over_one']}", "", ""),
+        *latency_rows(layouts),
         ("story-stage RSS after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
          "within 10%", verdict(growth is not None and abs(growth) <= 0.10)),
         ("alert precision / recall (default scenario)",
@@ -72,7 +84,8 @@ def main() -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `bench/run.sh` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+        f"Written by `bench/write_results.py` (the last step of `bench/run.sh`) on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
         "How each figure is measured is in the docstring of its script in `bench/`.",
         "",
         "| benchmark | figure | target | |",
