@@ -13,7 +13,11 @@ once with the briefs stages and the story stage in two workers.
 - spike → alert: an alert's first revision's append time minus the append
   time of the latest of its briefs, the one whose arrival completed the spike.
 
-Prints one JSON object with p50/p99 per fraction.
+The simulated feed's event time runs far ahead of the wall clock (a snapshot
+a minute, written over a hundred a second), so the story stage's housekeeping,
+due once per window step of event time, runs many times a second and adds
+table deletions to its writes: the spike → alert figures are pessimistic for
+a live feed. Prints one JSON object with p50/p99 per layout and fraction.
 
     python bench/latency_bench.py MAX_PAGES_PER_SECOND [DURATION]
 """
