@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from wirewatch.models import Envelope
+from wirewatch.settings import Settings
 from wirewatch.simulation import Scenario, simulate
 
 __all__ = ["BOOTSTRAP", "REPO", "simulated_pages", "create_topics", "fill", "count_records", "worker_env"]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from kafka_helpers import produce_many  # noqa: E402  (the tests' producer, for the same batching)
 
 
 def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end: datetime | None = None,
@@ -43,14 +48,7 @@ async def create_topics(topics: list[str], partitions: int) -> None:
 
 
 async def fill(topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_many(Settings(kafka_bootstrap_servers=BOOTSTRAP), topic, records)
 
 
 async def count_records(topic: str) -> int:

@@ -37,13 +37,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from benchkit import BOOTSTRAP, REPO, simulated_pages, worker_env
+from benchkit import BOOTSTRAP, simulated_pages, worker_env
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
 
-sys.path.insert(0, str(REPO / "tests"))
-from kafka_helpers import WorkerProcess, read_topic  # noqa: E402
+from kafka_helpers import WorkerProcess, read_topic  # noqa: E402  (benchkit puts tests/ on the path)
 
 PARTITIONS = 4
 FRACTIONS = (0.5, 0.9)

@@ -40,8 +40,7 @@ from benchkit import BOOTSTRAP, REPO, count_records, create_topics, fill, simula
 from wirewatch.pipeline import RawRecord, parse_envelope, split_record
 from wirewatch.models import Envelope
 
-sys.path.insert(0, str(REPO / "tests"))
-from kafka_helpers import WorkerProcess  # noqa: E402
+from kafka_helpers import WorkerProcess  # noqa: E402  (benchkit puts tests/ on the path)
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0

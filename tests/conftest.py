@@ -111,6 +111,8 @@ def wirewatch_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
         "WIREWATCH_BROKER_WAIT_TIMEOUT": "60",
         # A killed worker's partitions move after 10 s instead of a minute.
         "WIREWATCH_SESSION_TIMEOUT_SECONDS": "10",
+        # A stalled worker logs its consumer's flow state well before a test gives up on it.
+        "WIREWATCH_STALL_SECONDS": "60",
     }
 
 

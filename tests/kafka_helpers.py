@@ -67,7 +67,7 @@ class WorkerProcess:
         self.process.wait()
 
     def dump_tasks(self) -> None:
-        """SIGUSR1: the worker logs every asyncio task's stack."""
+        """SIGUSR1: the worker logs its consumer's flow state and every asyncio task's stack."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGUSR1)
             time.sleep(2)

@@ -39,6 +39,19 @@ def brief_ids(settings) -> list[str]:
     return [record.key.decode() for record in run(read_topic(settings, settings.topic_briefs))]
 
 
+def assert_every_brief_published(settings, expected: set[str]) -> list[str]:
+    """Every expected brief is on wire.briefs; if not, say where the missing ones got to."""
+    published = brief_ids(settings)
+    missing = expected - set(published)
+    if missing:
+        candidates = {record.key.decode() for record in run(read_topic(settings, settings.topic_candidates))}
+        raise AssertionError(
+            f"{len(missing)} briefs never published; {len(missing & candidates)} of them reached the candidates topic"
+        )
+    assert set(published) == expected
+    return published
+
+
 def assert_repeats_are_identical(settings) -> None:
     """At least once: a brief published twice after a crash is the same record, so keeping one per id is safe."""
     values = defaultdict(set)
@@ -84,8 +97,7 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
 
     drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart)
     second = workers[-1]
-    published = brief_ids(wirewatch_settings)
-    assert set(published) == expected, "every brief is on wire.briefs"
+    published = assert_every_brief_published(wirewatch_settings, expected)
     assert_repeats_are_identical(wirewatch_settings)
     assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
     assert second.process.poll() is None
@@ -123,8 +135,7 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
         workers.append(start_worker(env))
 
     drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart_survivor)
-    published = brief_ids(wirewatch_settings)
-    assert set(published) == expected
+    published = assert_every_brief_published(wirewatch_settings, expected)
     assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
     # The survivor took over the dead worker's de-duplication state as well as its partitions.
     before = len(published)

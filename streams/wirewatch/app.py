@@ -162,6 +162,11 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
     # this memory along with unflushed sends), so repeats need not cross Kafka.
     forwarded = RecentIds(settings.recent_brief_ids)
 
+    @app.on_partitions_revoked.connect
+    async def forget_forwarded(sender, revoked, **kwargs) -> None:
+        # A rebalance re-reads what was not committed; rely on nothing sent before it.
+        forwarded.clear()
+
     @app.agent(raw_topic, name="split_pages")
     async def split_pages(stream: faust.StreamT) -> None:
         """Split every raw page into brief candidates, or dead-letter it."""

@@ -72,6 +72,30 @@ def _configure_logging(level: str, fmt: str) -> dict:
     return config
 
 
+def _worker_class():
+    import signal
+
+    import faust
+
+    from .app import flow_state
+
+    class Worker(faust.Worker):
+        """Faust's worker; ``kill -USR1`` logs the consumer's flow state before Faust's dump of every task."""
+
+        def install_signal_handlers(self) -> None:
+            super().install_signal_handlers()
+            self.loop.add_signal_handler(signal.SIGUSR1, self._dump_state)
+
+        def _dump_state(self) -> None:
+            try:
+                logging.getLogger("wirewatch.worker").warning("consumer flow: %s", flow_state(self.app))
+            except Exception as error:  # a diagnostic must not take the worker down
+                logging.getLogger("wirewatch.worker").warning("consumer flow: unavailable (%r)", error)
+            self._on_sigusr1()
+
+    return Worker
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wirewatch")
 def main() -> None:
@@ -316,32 +340,6 @@ def backtest(counts: str, topic: str) -> None:
     progress.close()
 
 
-def _dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop, app) -> None:
-    """``kill -USR1 <pid>`` logs where every asyncio task of the worker is waiting, and the consumer's flow state.
-
-    For diagnosing a stalled worker: which partitions Faust fetches, pauses or
-    holds back for full stream buffers, and whether flow is stopped.
-    """
-    import io
-    import signal
-
-    from .app import flow_state
-
-    log = logging.getLogger("wirewatch.tasks")
-
-    def dump() -> None:
-        try:
-            log.warning("consumer flow: %s", flow_state(app))
-        except Exception as error:  # a diagnostic must not take the worker down
-            log.warning("consumer flow: unavailable (%r)", error)
-        for task in asyncio.all_tasks(loop):
-            stack = io.StringIO()
-            task.print_stack(file=stack, limit=8)
-            log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
-
-    loop.add_signal_handler(signal.SIGUSR1, dump)
-
-
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write pages, briefs and truth here.")
 @click.option("--produce", "produce_pages", is_flag=True, help="Also publish the snapshots to the raw topic.")
@@ -483,7 +481,6 @@ def evaluate(truth: str, results: str) -> None:
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:
     """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""
-    import faust
 
     from .app import create_app
     from .kafka import ensure_topics, wait_for_broker
@@ -503,8 +500,7 @@ def worker(loglevel: str | None) -> None:
     wirewatch = create_app(settings)
     if wirewatch.engine is not None:
         wirewatch.engine.extractor.warm_up(settings.language_codes())
-    _dump_tasks_on_sigusr1(loop, wirewatch.app)
-    runner = faust.Worker(
+    runner = _worker_class()(
         wirewatch.app,
         loglevel=level,
         loop=loop,

@@ -206,6 +206,9 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def clear(self) -> None:
+        self._ids.clear()
+
     def add(self, item: str) -> bool:
         """Remember ``item``; False when it was already remembered."""
         if item in self._ids:
