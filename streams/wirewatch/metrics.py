@@ -122,6 +122,12 @@ class Metrics:
             registry=registry,
         )
         self.stories_active = Gauge("wirewatch_stories_active", "Stories not yet expired.", registry=registry)
+        self.skipped_records = Counter(
+            "wirewatch_skipped_records",
+            "Source records Faust skipped before they reached an agent and counted as done (see README, Known loss).",
+            ["topic"],
+            registry=registry,
+        )
         self.stalled_partitions = Gauge(
             "wirewatch_stalled_partitions",
             "Source partitions behind whose committed offset has not moved for WIREWATCH_STALL_SECONDS.",
