@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaDriverConsumer
 from faust.types import EventT, TableT, TopicT
 
@@ -69,28 +70,39 @@ log = logging.getLogger(__name__)
 
 
 class _Consumer(AiokafkaDriverConsumer):
-    """Faust's aiokafka consumer, saying out loud when it skips records.
+    """Faust's aiokafka consumer, except that it hands on a source partition's records only in offset order.
 
-    When a record arrives with an offset past the last one handed to an agent,
-    Faust takes the offsets in between for a gap (compaction, transaction
-    markers) and lets the group commit past them. wirewatch's source topics
-    have no such gaps: one means records were fetched and never handed to an
-    agent, which happens around a rebalance, and briefs can be lost that way
-    (the scale-out test, README "Known loss"). Leaving the gap open was tried
-    and is not enough on its own; until the cause is fixed, each one is logged
-    and counted (``wirewatch_skipped_records_total``) so that it is seen.
+    After a rebalance Faust seeks the partitions it got to their committed
+    offsets, but a record fetched before that seek, further on, can still
+    reach it first. Faust then takes the records in between for a gap (as
+    compaction or transaction markers leave) and commits past them, and when
+    they are fetched again they are older than its read offset and dropped:
+    lost (the scale-out test lost briefs this way). Source topics here have no
+    gaps, so a record past the next expected offset is held back and the
+    fetcher is sent back to the last offset read, which delivers the records
+    in order. Changelog topics are compacted and keep Faust's handling.
     """
 
-    skipped_records = None  # set by create_app: the metric to count them in
+    held_back_records = None  # set by create_app: the metric that counts held-back records
 
-    async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
-        log.warning(
-            "records %s..%s of %s[%s] were skipped before reaching an agent and Faust counts them as done",
-            offset_from, offset_to - 1, tp.topic, tp.partition,
-        )
-        if self.skipped_records is not None:
-            self.skipped_records.labels(tp.topic).inc(max(offset_to - offset_from, 0))
-        await super()._add_gap(tp, offset_from, offset_to)
+    async def getmany(self, timeout: float):
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        rewound = set()
+        async for tp, message in super().getmany(timeout):
+            last = read_offset[tp]
+            if last is not None and message.offset > last + 1 and acks_enabled_for(tp.topic):
+                if self.held_back_records is not None:
+                    self.held_back_records.labels(tp.topic).inc()
+                if tp not in rewound:
+                    # The fetcher is past records nothing processed: fetch from the last read one again
+                    # (read twice at worst, which every stage takes in its stride).
+                    log.warning("%s[%s]: offset %s arrived before %s; fetching again from %s",
+                                tp.topic, tp.partition, message.offset, last + 1, last)
+                    rewound.add(tp)
+                    await self.seek(tp, last)
+                continue
+            yield tp, message
 
 
 class _FaustApp(faust.App):
@@ -399,7 +411,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         topic_disable_leader=True,
     )
     metrics = Metrics(max_label_values=settings.metrics_max_label_values)
-    app.consumer.skipped_records = metrics.skipped_records
+    app.consumer.held_back_records = metrics.held_back_records
     desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
 
     topics = _Topics(
@@ -423,7 +435,9 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         source_topics.add(settings.topic_story_input)
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
+    # Stalled: fetch again from the committed offsets. Still stuck as long again: /health says 503.
     stalls = StallWatch(settings.stall_seconds)
+    stuck = StallWatch(2 * settings.stall_seconds)
 
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:
@@ -448,7 +462,9 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             log.info("consumer lag not measured this round: %s", error)
             return
         metrics.set_consumer_lag({tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in assigned})
-        newly_stalled = stalls.observe(time.monotonic(), ends, committed)
+        now = time.monotonic()
+        newly_stalled = stalls.observe(now, ends, committed)
+        newly_stuck = stuck.observe(now, ends, committed)
         metrics.stalled_partitions.set(len(stalls.stalled))
         if newly_stalled:
             try:
@@ -456,10 +472,15 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
             except Exception as error:  # a diagnostic must not take the worker down
                 state = {"unavailable": repr(error)}
             log.warning(
-                "no progress for %.0f s on %s although records wait; /health now says 503 so the worker gets "
-                "restarted. Consumer flow: %s",
+                "no progress for %.0f s on %s although records wait; fetching them again from the committed "
+                "offsets. Consumer flow: %s",
                 settings.stall_seconds, sorted(newly_stalled), state,
             )
+            # Seen so far: the fetcher had moved past records Faust dropped around a rebalance.
+            for topic, partition in sorted(newly_stalled):
+                await app.consumer.seek(TopicPartition(topic, partition), committed.get((topic, partition), 0))
+        if newly_stuck:
+            log.warning("still no progress on %s after fetching again; /health now says 503", sorted(newly_stuck))
 
     @app.task
     async def follow_desk() -> None:
@@ -485,7 +506,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 log.warning("desk: lost the cluster (%s); following again in 5 s", error)
                 await asyncio.sleep(5)
 
-    add_views(app, metrics, desk, stalled=lambda: sorted(stalls.stalled))
+    add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled))
     return WirewatchApp(app=app, settings=settings, metrics=metrics, desk=desk, engine=engine)
 
 

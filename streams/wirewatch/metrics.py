@@ -122,9 +122,9 @@ class Metrics:
             registry=registry,
         )
         self.stories_active = Gauge("wirewatch_stories_active", "Stories not yet expired.", registry=registry)
-        self.skipped_records = Counter(
-            "wirewatch_skipped_records",
-            "Source records Faust skipped before they reached an agent and counted as done (see README, Known loss).",
+        self.held_back_records = Counter(
+            "wirewatch_held_back_records",
+            "Source records fetched ahead of their partition's next offset and held back (read again in order).",
             ["topic"],
             registry=registry,
         )

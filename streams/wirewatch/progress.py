@@ -3,9 +3,10 @@
 The worker feeds :class:`StallWatch` the end offsets and committed offsets of
 its source partitions at every consumer-lag reading. A partition that stays
 behind with its committed offset unmoved for ``after_seconds`` is stalled: the
-worker logs its consumer's flow state and answers ``/health`` with 503, so a
-supervisor (Kubernetes' liveness probe) restarts it; a restart resumes from
-the committed offsets without loss.
+worker logs its consumer's flow state and fetches the partition again from
+its committed offset; stalled for twice as long, it answers ``/health`` with
+503, so a supervisor (Kubernetes' liveness probe) restarts it, and a restart
+resumes from the committed offsets without loss.
 """
 
 from __future__ import annotations

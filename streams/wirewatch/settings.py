@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     stall_seconds: float = Field(
         default=300.0,
         gt=0,
-        description="A source partition behind whose committed offset has not moved this long makes /health 503.",
+        description="A source partition behind whose committed offset has not moved this long is fetched again "
+        "from that offset; twice this long, /health says 503.",
     )
 
     languages: str = Field(

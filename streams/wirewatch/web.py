@@ -2,7 +2,9 @@
 
 - ``/metrics``: Prometheus exposition of :class:`~wirewatch.metrics.Metrics`.
 - ``/health``: liveness; 503 when a source partition has records waiting and
-  has made no progress for ``WIREWATCH_STALL_SECONDS`` (a restart resumes it).
+  has made no progress for twice ``WIREWATCH_STALL_SECONDS``, fetching again
+  from the committed offset after the first having not helped (a restart
+  resumes it).
 - ``/ready``: readiness; 503 while the worker rebalances, recovers tables, or
   has not yet joined its group.
 - ``/``: the desk page; ``/api/desk``: its data.
