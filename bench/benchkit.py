@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,13 +18,13 @@ from wirewatch.models import Envelope
 from wirewatch.settings import Settings
 from wirewatch.simulation import Scenario, simulate
 
-__all__ = ["BOOTSTRAP", "REPO", "simulated_pages", "create_topics", "fill", "count_records", "worker_env"]
+__all__ = ["BOOTSTRAP", "REPO", "simulated_pages", "create_topics", "fill", "count_records", "worker_env", "workers"]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from kafka_helpers import produce_many  # noqa: E402  (the tests' producer, for the same batching)
+from kafka_helpers import WorkerProcess, produce_many  # noqa: E402  (the tests' producer, for the same batching)
 
 
 def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end: datetime | None = None,
@@ -38,11 +42,11 @@ def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end:
     return records
 
 
-async def create_topics(topics: list[str], partitions: int) -> None:
+async def create_topics(topics: list[str], partitions: int, configs: dict[str, str] | None = None) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1) for topic in topics])
+        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs or {}) for topic in topics])
     finally:
         await admin.close()
 
@@ -83,3 +87,26 @@ def worker_env(run: str, *, partitions: int) -> dict[str, str]:
         "WIREWATCH_DATA_DIR": f"/tmp/bench-{run}",
         "WIREWATCH_LOG_LEVEL": "info",
     }
+
+
+@contextmanager
+def workers(env: dict[str, str], stages: list[str], *, settle_seconds: float, first_port: int) -> Iterator[list]:
+    """One ``wirewatch worker`` per entry of ``stages`` (its WIREWATCH_STAGES), ready and settled into their
+    groups, each with a data folder and web port of its own; stopped and cleaned up afterwards."""
+    processes = []
+    base = Path(env["WIREWATCH_DATA_DIR"])
+    try:
+        for index, stage in enumerate(stages):
+            data_dir = base / str(index)
+            data_dir.mkdir(parents=True)
+            own = {**env, "WIREWATCH_STAGES": stage, "WIREWATCH_DATA_DIR": str(data_dir),
+                   "WIREWATCH_WEB_PORT": str(first_port + index)}
+            processes.append(WorkerProcess.start(own, log_path=Path(f"{base}-{index}.log")))
+        for process in processes:
+            process.wait_ready(timeout=180)
+        time.sleep(settle_seconds)
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -27,22 +27,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from benchkit import BOOTSTRAP, simulated_pages, worker_env
+from benchkit import BOOTSTRAP, create_topics, simulated_pages, worker_env, workers
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
 
-from kafka_helpers import WorkerProcess, read_topic  # noqa: E402  (benchkit puts tests/ on the path)
+from kafka_helpers import read_topic  # noqa: E402  (benchkit puts tests/ on the path)
 
 PARTITIONS = 4
 FRACTIONS = (0.5, 0.9)
@@ -60,18 +57,6 @@ def summary(values_ms: list[float]) -> dict:
         return {"count": 0}
     return {"count": len(values_ms), "p50_ms": round(percentile(values_ms, 0.5), 1),
             "p99_ms": round(percentile(values_ms, 0.99), 1), "max_ms": round(max(values_ms), 1)}
-
-
-async def create_append_time_topics(topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics([
-            NewTopic(topic, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
-            for topic in topics
-        ])
-    finally:
-        await admin.close()
 
 
 async def produce_at_rate(topic: str, records: list[tuple[bytes, bytes]], rate: float) -> None:
@@ -128,26 +113,14 @@ def main() -> None:
             env = worker_env(run, partitions=PARTITIONS)
             os.environ.update(env)  # the workers' settings, for the topic names
             settings = Settings()
-            asyncio.run(create_append_time_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts]))
-            workers = []
-            try:
-                for index, stage in enumerate(stages):
-                    data_dir = Path(env["WIREWATCH_DATA_DIR"]) / str(index)
-                    data_dir.mkdir(parents=True)
-                    own = {**env, "WIREWATCH_STAGES": stage, "WIREWATCH_DATA_DIR": str(data_dir),
-                           "WIREWATCH_WEB_PORT": str(6110 + index)}
-                    workers.append(WorkerProcess.start(own, log_path=Path(f"/tmp/bench-{run}-{index}.log")))
-                for worker in workers:
-                    worker.wait_ready(timeout=180)
-                time.sleep(5)
+            # Every record of these carries the time the broker appended it.
+            asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts], PARTITIONS,
+                                      {"message.timestamp.type": "LogAppendTime"}))
+            with workers(env, stages, settle_seconds=5, first_port=6110):
                 rate = max_rate * fraction
                 pages = max(int(rate * duration), 10)
                 records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
                 results[layout][f"at_{int(fraction * 100)}_percent"] = measure(settings, records, rate)
-            finally:
-                for worker in workers:
-                    worker.stop()
-                shutil.rmtree(env["WIREWATCH_DATA_DIR"], ignore_errors=True)
     print(json.dumps(results))
 
 

@@ -36,11 +36,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from benchkit import BOOTSTRAP, REPO, count_records, create_topics, fill, simulated_pages, worker_env
+from benchkit import BOOTSTRAP, REPO, count_records, create_topics, fill, simulated_pages, worker_env, workers
 from wirewatch.pipeline import RawRecord, parse_envelope, split_record
 from wirewatch.models import Envelope
-
-from kafka_helpers import WorkerProcess  # noqa: E402  (benchkit puts tests/ on the path)
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0
@@ -115,26 +113,11 @@ def run_wirewatch(records, expected: int, stages: list[str]) -> float:
     Workers start on an empty raw topic and settle into their groups first, so
     no rebalance lands mid-run.
     """
-    run = uuid.uuid4().hex[:8]
-    env = worker_env(run, partitions=PARTITIONS)
-    processes = []
-    try:
-        for index, stage in enumerate(stages):
-            data_dir = Path(f"/tmp/bench-{run}/{index}")
-            data_dir.mkdir(parents=True)
-            own = {**env, "WIREWATCH_WEB_PORT": str(6100 + index), "WIREWATCH_DATA_DIR": str(data_dir),
-                   "WIREWATCH_STAGES": stage}
-            processes.append(WorkerProcess.start(own, log_path=Path(f"/tmp/bench-{run}-{index}.log")))
-        for process in processes:
-            process.wait_ready(timeout=180)
-        time.sleep(SETTLE_SECONDS)
+    env = worker_env(uuid.uuid4().hex[:8], partitions=PARTITIONS)
+    with workers(env, stages, settle_seconds=SETTLE_SECONDS, first_port=6100) as processes:
         clock = time_output(env["WIREWATCH_TOPIC_BRIEFS"], expected,
-                             lambda: all(process.process.poll() is None for process in processes))
+                            lambda: all(process.process.poll() is None for process in processes))
         return asyncio.run(fill_and_time(env["WIREWATCH_TOPIC_RAW"], records, clock))
-    finally:
-        for process in processes:
-            process.stop()
-        shutil.rmtree(f"/tmp/bench-{run}", ignore_errors=True)
 
 
 def run_quix(records, expected: int) -> float | None:

@@ -87,18 +87,22 @@ class WorkerProcess:
         return self.process.returncode
 
 
-def drain_restarting_a_stalled_worker(settings: Settings, topics: list[str], restart, *, patience: float = 150.0) -> bool:
-    """Wait until the group has committed everything; a worker still behind after ``patience`` seconds is
-    restarted once through ``restart()`` (what an operator paged by WirewatchConsumerLagGrowing does about the
-    Faust stall the README describes). Returns whether it had to."""
+def drain_restarting_a_stalled_worker(
+    settings: Settings, topics: list[str], worker: WorkerProcess, start_again, *, patience: float = 150.0
+) -> WorkerProcess:
+    """Wait until the group has committed everything; if ``worker`` is still behind after ``patience`` seconds,
+    log its task dump, kill it and run ``start_again()`` once (what an operator paged by
+    WirewatchConsumerLagGrowing does about the Faust stall the README describes). Returns the worker now running."""
     try:
         run(wait_until_drained(settings, topics, timeout=patience))
-        return False
+        return worker
     except AssertionError as stalled:
         warnings.warn(f"a worker stalled and was restarted: {stalled}", stacklevel=2)
-        restart()
+        worker.dump_tasks()  # what the stalled worker was waiting on goes to its log
+        worker.kill()
+        restarted = start_again()
         run(wait_until_drained(settings, topics, timeout=300))
-        return True
+        return restarted
 
 
 def scrape_metrics(port: int) -> dict[tuple[str, tuple], float]:

@@ -91,15 +91,9 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
     run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=len(expected) // 3, timeout=120))
     first.kill()
 
-    workers = [start_worker(wirewatch_env)]
-
-    def restart() -> None:
-        workers[-1].dump_tasks()  # what the stalled worker was waiting on goes to its log
-        workers[-1].kill()
-        workers.append(start_worker(wirewatch_env))
-
-    drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart)
-    second = workers[-1]
+    second = drain_restarting_a_stalled_worker(
+        wirewatch_settings, stage_topics(wirewatch_settings), start_worker(wirewatch_env), lambda: start_worker(wirewatch_env)
+    )
     published = assert_every_brief_published(wirewatch_settings, expected)
     assert_repeats_are_identical(wirewatch_settings)
     assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
@@ -123,10 +117,10 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
     wirewatch_settings, wirewatch_env, start_worker, tmp_path
 ):
     ports = [free_port(), free_port()]
-    workers = [
-        start_worker({**wirewatch_env, "WIREWATCH_WEB_PORT": str(port), "WIREWATCH_DATA_DIR": f"{tmp_path}/w{port}"})
-        for port in ports
+    envs = [
+        {**wirewatch_env, "WIREWATCH_WEB_PORT": str(port), "WIREWATCH_DATA_DIR": f"{tmp_path}/w{port}"} for port in ports
     ]
+    workers = [start_worker(env) for env in envs]
     records, expected = simulated_feed(hours=6, spikes=2, seed=11)
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[: len(records) // 2]))
     run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
@@ -136,13 +130,9 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
     workers[0].kill()
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[len(records) // 2 :]))
 
-    def restart_survivor() -> None:
-        env = {**wirewatch_env, "WIREWATCH_WEB_PORT": str(ports[1]), "WIREWATCH_DATA_DIR": f"{tmp_path}/w{ports[1]}"}
-        workers[1].dump_tasks()  # what the stalled worker was waiting on goes to its log
-        workers[1].kill()
-        workers.append(start_worker(env))
-
-    drain_restarting_a_stalled_worker(wirewatch_settings, stage_topics(wirewatch_settings), restart_survivor)
+    drain_restarting_a_stalled_worker(
+        wirewatch_settings, stage_topics(wirewatch_settings), workers[1], lambda: start_worker(envs[1])
+    )
     published = assert_every_brief_published(wirewatch_settings, expected)
     assert_no_spike_alerted_twice(alerts_after_consumer_rule(wirewatch_settings))
     # The survivor took over the dead worker's de-duplication state as well as its partitions.

@@ -481,7 +481,6 @@ def evaluate(truth: str, results: str) -> None:
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:
     """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""
-
     from .app import create_app
     from .kafka import ensure_topics, wait_for_broker
 
