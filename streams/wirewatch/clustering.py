@@ -32,14 +32,19 @@ class ClusterConfig:
     max_samples: int = 3
 
 
-def cosine(left: dict[str, float], right: dict[str, float]) -> float:
-    if len(left) > len(right):
-        left, right = right, left
-    dot = sum(weight * right.get(term, 0.0) for term, weight in left.items())
+def cosine(
+    left: dict[str, float], right: dict[str, float], left_norm: float | None = None, right_norm: float | None = None
+) -> float:
+    """Cosine similarity of two term vectors; known norms spare recomputing them for vectors compared often."""
+    small, large = (left, right) if len(left) <= len(right) else (right, left)
+    dot = sum(weight * large.get(term, 0.0) for term, weight in small.items())
     if dot == 0.0:
         return 0.0
-    norm = math.sqrt(sum(w * w for w in left.values())) * math.sqrt(sum(w * w for w in right.values()))
-    return dot / norm
+    return dot / ((left_norm or _norm(left)) * (right_norm or _norm(right)))
+
+
+def _norm(vector: dict[str, float]) -> float:
+    return math.sqrt(sum(w * w for w in vector.values()))
 
 
 class Clusterer:
@@ -65,13 +70,15 @@ class Clusterer:
         was assigned before a crash and read again): the story is left as it is.
         """
         best_id, best_similarity = None, 0.0
+        brief_norm = terms.norm()
         for story_id in sorted(self.stories.keys()):
             story = self.stories[story_id]
             if abs(timestamp - story["last_seen"]) > self.config.ttl and not (
                 story["first_seen"] <= timestamp <= story["last_seen"]
             ):
                 continue
-            similarity = cosine(terms.weights, story["centroid"])
+            # Stories stored before "norm" was kept get it computed.
+            similarity = cosine(terms.weights, story["centroid"], brief_norm, story.get("norm"))
             if similarity > best_similarity:
                 best_id, best_similarity = story_id, similarity
         if best_id is not None and best_similarity >= self.config.similarity:
@@ -103,6 +110,7 @@ class Clusterer:
             centroid[term] = centroid.get(term, 0.0) + weight
         heaviest = sorted(centroid.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_terms]
         story["centroid"] = dict(heaviest)
+        story["norm"] = _norm(story["centroid"])
         topics = dict(story["topics"])
         for topic in terms.topics:
             topics[topic] = topics.get(topic, 0) + 1

@@ -58,6 +58,10 @@ class AliasTable:
     def __init__(self) -> None:
         self._folded: dict[tuple[str, ...], str] = {}
         self._exact: dict[tuple[str, ...], str] = {}
+        # The first word of every alias: most words of a brief open none, and
+        # checking that first spares them five tuple lookups each.
+        self._first_folded: set[str] = set()
+        self._first_exact: set[str] = set()
 
     def add(self, topic: str, alias: str) -> None:
         tokens = _alias_tokens(alias)
@@ -66,12 +70,25 @@ class AliasTable:
         topic = _fold(topic).strip()
         if _is_abbreviation(alias):
             self._exact.setdefault(tokens, topic)
+            self._first_exact.add(tokens[0])
         else:
-            self._folded.setdefault(tuple(_fold(t) for t in tokens), topic)
+            folded = tuple(_fold(t) for t in tokens)
+            self._folded.setdefault(folded, topic)
+            self._first_folded.add(folded[0])
 
-    def lookup(self, tokens: tuple[str, ...]) -> str | None:
-        """The topic ``tokens`` (as written) name, if any."""
-        return self._exact.get(tokens) or self._folded.get(tuple(_fold(t) for t in tokens))
+    def longest_at(self, words: list[str], folded: list[str], index: int) -> tuple[str, int] | None:
+        """The topic of the longest alias that starts at ``words[index]``, and its length in words.
+
+        ``folded`` holds the words case-folded, as :func:`_fold` does.
+        """
+        if words[index] not in self._first_exact and folded[index] not in self._first_folded:
+            return None
+        for length in range(min(_MAX_ALIAS_TOKENS, len(words) - index), 0, -1):
+            end = index + length
+            topic = self._exact.get(tuple(words[index:end])) or self._folded.get(tuple(folded[index:end]))
+            if topic is not None:
+                return topic, length
+        return None
 
     def __len__(self) -> int:
         return len(self._folded) + len(self._exact)
@@ -214,20 +231,21 @@ class TermExtractor:
         joined = [bool(i) and gap.strip() in ("", "-") for i, gap in enumerate(gaps)]
         sentence_start = [i == 0 or any(mark in gap for mark in ".!?:\n") for i, gap in enumerate(gaps)]
 
+        folded = [_fold(word) for word in words]
+
         topics: Counter[str] = Counter()
         consumed = [False] * len(words)
         index = 0
         while index < len(words):
-            for length in range(min(_MAX_ALIAS_TOKENS, len(words) - index), 0, -1):
-                topic = self.aliases.lookup(tuple(words[index : index + length]))
-                if topic is not None:
-                    topics[topic] += 1
-                    for offset in range(length):
-                        consumed[index + offset] = True
-                    index += length
-                    break
-            else:
+            found = self.aliases.longest_at(words, folded, index)
+            if found is None:
                 index += 1
+                continue
+            topic, length = found
+            topics[topic] += 1
+            for offset in range(length):
+                consumed[index + offset] = True
+            index += length
 
         stopwords = _stopwords(language) if language else frozenset()
         stopwords = stopwords | _stopwords("en") if language != "en" else stopwords
@@ -241,10 +259,9 @@ class TermExtractor:
         for position, word in enumerate(words):
             if consumed[position] or len(word) < 3 or word.isdigit():
                 continue
-            folded = _fold(word)
-            if folded in stopwords:
+            if folded[position] in stopwords:
                 continue
-            content[self._lemma(folded, language)] += 1
+            content[_lemma(folded[position], language)] += 1
 
         topics = _merge_surnames(topics)
         weights: dict[str, float] = {}
@@ -308,17 +325,19 @@ class TermExtractor:
             spans.append((start, end))
         return spans
 
-    @staticmethod
-    def _lemma(word: str, language: str | None) -> str:
-        if not language:
-            return word
-        import simplemma
 
-        try:
-            # simplemma joins separable Dutch verbs with "_" ("aan_nemen")
-            return _fold(simplemma.lemmatize(word, lang=language)).replace("_", "")
-        except ValueError:
-            return word
+
+@lru_cache(maxsize=100_000)
+def _lemma(word: str, language: str | None) -> str:
+    if not language:
+        return word
+    import simplemma
+
+    try:
+        # simplemma joins separable Dutch verbs with "_" ("aan_nemen")
+        return _fold(simplemma.lemmatize(word, lang=language)).replace("_", "")
+    except ValueError:
+        return word
 
 
 def _merge_surnames(topics: Counter[str]) -> Counter[str]:
