@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -11,20 +12,33 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from wirewatch.models import Envelope
-from wirewatch.settings import Settings
 from wirewatch.simulation import Scenario, simulate
 
-__all__ = ["BOOTSTRAP", "REPO", "simulated_pages", "create_topics", "fill", "count_records", "worker_env", "workers"]
+__all__ = [
+    "BOOTSTRAP",
+    "REPO",
+    "LOG_APPEND_TIME",
+    "simulated_pages",
+    "create_topics",
+    "fill",
+    "count_records",
+    "append_time_span",
+    "wait_until_group_stable",
+    "worker_env",
+    "workers",
+]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+#: Topic config under which every record carries the time the broker appended it.
+LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from kafka_helpers import WorkerProcess, produce_many  # noqa: E402  (the tests' producer, for the same batching)
+from kafka_helpers import WorkerProcess  # noqa: E402
 
 
 def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end: datetime | None = None,
@@ -52,7 +66,24 @@ async def create_topics(topics: list[str], partitions: int, configs: dict[str, s
 
 
 async def fill(topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    await produce_many(Settings(kafka_bootstrap_servers=BOOTSTRAP), topic, records)
+    """Write a backlog as fast as the broker takes it: batches of up to 1 MiB, so no contender waits on it."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (none while it does not exist)."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in partitions or ()]
 
 
 async def count_records(topic: str) -> int:
@@ -60,10 +91,7 @@ async def count_records(topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await _partitions(consumer, topic)
         if not partitions:
             return 0
         ends = await consumer.end_offsets(partitions)
@@ -71,6 +99,54 @@ async def count_records(topic: str) -> int:
         return sum(ends[tp] - starts[tp] for tp in partitions)
     finally:
         await consumer.stop()
+
+
+async def _edge_append_times(topic: str, *, last: bool) -> list[int]:
+    """Append time of the first (or last) record of each non-empty partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        wanted = {tp: (ends[tp] - 1 if last else starts[tp]) for tp in partitions if ends[tp] > starts[tp]}
+        consumer.assign(list(wanted))
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        found: dict[TopicPartition, int] = {}
+        while len(found) < len(wanted):
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset == wanted[tp]:
+                        found[tp] = record.timestamp
+        return list(found.values())
+    finally:
+        await consumer.stop()
+
+
+async def append_time_span(source: str, output: str) -> float:
+    """Seconds from the first record appended to ``source`` to the last appended to ``output``
+    (both topics created with :data:`LOG_APPEND_TIME`)."""
+    first = min(await _edge_append_times(source, last=False))
+    last = max(await _edge_append_times(output, last=True))
+    return (last - first) / 1000
+
+
+async def wait_until_group_stable(group: str, timeout: float = 120.0) -> None:
+    """Until consumer group ``group`` has members and has finished rebalancing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for response in await admin.describe_consumer_groups([group]):
+                for _error, _group, state, _protocol_type, _protocol, members, *_ in response.groups:
+                    if state == "Stable" and members:
+                        return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"consumer group {group} not stable after {timeout} s")
+    finally:
+        await admin.close()
 
 
 def worker_env(run: str, *, partitions: int) -> dict[str, str]:

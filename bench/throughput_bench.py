@@ -1,25 +1,30 @@
-"""raw → briefs through the real broker: wirewatch (1 and 2 workers), a bare aiokafka loop, and Quix Streams.
+"""raw → briefs through the real broker: wirewatch, a bare aiokafka loop, and Quix Streams, side by side.
 
-Every contender drains the same backlog of simulated pages (a snapshot a
-minute, so most items repeat) from a raw topic of its own with 4 partitions
-and publishes each brief id once:
+Every contender gets a raw topic and a briefs topic of its own (4 partitions,
+``message.timestamp.type=LogAppendTime``), starts on the empty raw topic and
+settles into its consumer group; then the same backlog of simulated pages (a
+snapshot a minute, so most items repeat) is written at once and the contender
+publishes each brief id once. Its time is the span from the first raw
+record's append time to the last brief's: start-up and group joins count for
+no one, and every contender runs in a process of its own while this one only
+writes the backlog and watches.
 
-- bare: one aiokafka consume → parse → produce loop, the same parser,
-  de-duplication in a Python set (no state survives a crash), linger 5 ms,
-  committing after each fetched batch: the limit for Python on this broker;
-- wirewatch: ``wirewatch worker`` processes with the whole pipeline (split,
-  candidates topic, de-duplication table, story stage): one worker, two
-  workers in one group, and two workers with the stages apart
-  (``WIREWATCH_STAGES=briefs`` and ``stories``); started on an empty topic
-  and settled into their groups before the backlog is written;
+- bare: bench/bare_loop.py, one aiokafka consume → parse → produce loop with
+  wirewatch's parser and an in-memory set for de-duplication: the limit for
+  Python on this broker;
+- wirewatch, the same stage: one ``wirewatch worker`` with
+  ``WIREWATCH_STAGES=briefs`` (split, candidates topic, de-duplication table);
+- wirewatch, the whole pipeline (with the story stage): one worker, two
+  workers in one group, and the stages in two workers (``briefs`` +
+  ``stories``);
 - quix: the same stage in Quix Streams (bench/quix_peer.py), run only when the
   peer's venv exists (WIREWATCH_BENCH_PEER_PYTHON, default .cache/bench-peer).
 
-Throughput is timed from the first brief on the output topic to the last,
-so start-up and group joins count for no one. Prints one JSON object.
-The broker is KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+The backlog is written faster than any contender reads it (``fill`` in the
+output says how fast), so the figures are the contenders' own. Prints one JSON
+object. The broker is KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
 
-    python bench/throughput_bench.py [HOURS]
+    python bench/throughput_bench.py [HOURS]      (default 168: about 10,000 pages)
 """
 
 from __future__ import annotations
@@ -32,148 +37,128 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-from benchkit import BOOTSTRAP, REPO, count_records, create_topics, fill, simulated_pages, worker_env, workers
-from wirewatch.pipeline import RawRecord, parse_envelope, split_record
+from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, count_records, create_topics, fill,
+                      simulated_pages, wait_until_group_stable, worker_env, workers)
 from wirewatch.models import Envelope
+from wirewatch.pipeline import parse_envelope
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0
 PEER_PYTHON = Path(os.environ.get("WIREWATCH_BENCH_PEER_PYTHON", REPO / ".cache/bench-peer/bin/python"))
+#: Contender → its processes' stages (WIREWATCH_STAGES); one worker per entry.
+WIREWATCH_LAYOUTS = {
+    "wirewatch_briefs_stage": ["briefs"],
+    "wirewatch_1_worker": ["all"],
+    "wirewatch_2_workers": ["all", "all"],
+    "wirewatch_briefs_and_stories_workers": ["briefs", "stories"],
+}
+
+#: A contender: given its raw and briefs topics, a context in which it runs and is settled, yielding "is it alive?".
+Contender = Callable[[str, str], AbstractContextManager[Callable[[], bool]]]
 
 
-async def fill_and_time(raw: str, records, clock) -> float:
-    timing = asyncio.create_task(clock)
-    await fill(raw, records)
-    return await timing
-
-
-async def time_output(topic: str, expected: int, alive=lambda: True, timeout: float = 900.0) -> float:
-    """Seconds from the first record on ``topic`` to the ``expected``-th, polled every 50 ms."""
-    first = None
+async def wait_for_output(topic: str, expected: int, alive: Callable[[], bool], timeout: float = 900.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while await count_records(topic) < expected:
         if not alive():
             raise RuntimeError(f"the process writing {topic} died; see its log in /tmp")
-        found = await count_records(topic)
-        now = time.perf_counter()
-        if found and first is None:
-            first = now
-        if found >= expected:
-            return now - first
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout} s")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout} s")
+        await asyncio.sleep(0.2)
 
 
-async def bare_loop(raw: str, briefs: str, expected: int) -> None:
-    consumer = AIOKafkaConsumer(raw, bootstrap_servers=BOOTSTRAP, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks="all", enable_idempotence=True)
-    await consumer.start()
-    await producer.start()
-    seen: set[str] = set()
-    try:
-        while len(seen) < expected:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for tp, messages in batches.items():
-                for message in messages:
-                    outcome = split_record(
-                        RawRecord(value=message.value, topic=tp.topic, partition=tp.partition, offset=message.offset),
-                        max_page_bytes=921600,
-                        dead_letter_max_original_bytes=65536,
-                    )
-                    for brief in outcome.briefs:
-                        if brief.id not in seen:
-                            seen.add(brief.id)
-                            await producer.send(briefs, brief.model_dump_json().encode(), key=brief.id.encode(),
-                                                timestamp_ms=int(brief.event_time.timestamp() * 1000))
-            await producer.flush()
-            await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-async def run_bare(records, expected: int) -> float:
-    run = uuid.uuid4().hex[:8]
-    raw, briefs = f"bench-{run}.raw", f"bench-{run}.briefs"
-    await create_topics([raw, briefs], PARTITIONS)
+async def fill_timed(raw: str, records: list[tuple[bytes, bytes]]) -> float:
+    started = time.perf_counter()
     await fill(raw, records)
-    clock = asyncio.create_task(time_output(briefs, expected))
-    await bare_loop(raw, briefs, expected)
-    return await clock
+    return time.perf_counter() - started
 
 
-def run_wirewatch(records, expected: int, stages: list[str]) -> float:
-    """One worker per entry of ``stages`` (its WIREWATCH_STAGES).
-
-    Workers start on an empty raw topic and settle into their groups first, so
-    no rebalance lands mid-run.
-    """
-    env = worker_env(uuid.uuid4().hex[:8], partitions=PARTITIONS)
-    with workers(env, stages, settle_seconds=SETTLE_SECONDS, first_port=6100) as processes:
-        clock = time_output(env["WIREWATCH_TOPIC_BRIEFS"], expected,
-                            lambda: all(process.process.poll() is None for process in processes))
-        return asyncio.run(fill_and_time(env["WIREWATCH_TOPIC_RAW"], records, clock))
-
-
-def run_quix(records, expected: int) -> float | None:
-    if not PEER_PYTHON.exists():
-        return None
+def measure(contender: Contender, records: list[tuple[bytes, bytes]], expected: int) -> dict:
     run = uuid.uuid4().hex[:8]
     raw, briefs = f"bench-{run}.raw", f"bench-{run}.briefs"
-    asyncio.run(create_topics([raw, briefs], PARTITIONS))
-    asyncio.run(fill(raw, records))
-    state_dir = f"/tmp/bench-{run}-quix"
-    with open(f"/tmp/bench-{run}-quix.log", "wb") as log:
-        peer = subprocess.Popen(
-            [str(PEER_PYTHON), str(REPO / "bench/quix_peer.py"), BOOTSTRAP, raw, briefs, f"bench-{run}-quix", state_dir],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+    asyncio.run(create_topics([raw, briefs], PARTITIONS, LOG_APPEND_TIME))
+    with contender(raw, briefs) as alive:
+        fill_seconds = asyncio.run(fill_timed(raw, records))
+        asyncio.run(wait_for_output(briefs, expected, alive))
+    seconds = asyncio.run(append_time_span(raw, briefs))
+    return {"seconds": round(seconds, 2), "pages_per_second": round(len(records) / seconds),
+            "briefs_per_second": round(expected / seconds),
+            "fill_pages_per_second": round(len(records) / fill_seconds)}
+
+
+@contextmanager
+def subprocess_contender(command: list[str], group: str, log_path: str) -> Iterator[Callable[[], bool]]:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            return asyncio.run(time_output(briefs, expected, lambda: peer.poll() is None))
+            asyncio.run(wait_until_group_stable(group))
+            yield lambda: process.poll() is None
         finally:
-            peer.terminate()
-            peer.wait(30)
-            shutil.rmtree(state_dir, ignore_errors=True)
+            process.terminate()
+            process.wait(30)
 
 
-def figures(pages: int, briefs: int, seconds: float | None) -> dict | None:
-    if seconds is None:
+@contextmanager
+def bare(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+    group = f"{raw}-bare"
+    with subprocess_contender([sys.executable, str(REPO / "bench/bare_loop.py"), BOOTSTRAP, raw, briefs, group],
+                              group, f"/tmp/{raw}-bare.log") as alive:
+        yield alive
+
+
+@contextmanager
+def quix(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+    group, state_dir = f"{raw}-quix", f"/tmp/{raw}-quix"
+    try:
+        with subprocess_contender([str(PEER_PYTHON), str(REPO / "bench/quix_peer.py"), BOOTSTRAP, raw, briefs,
+                                   group, state_dir], group, f"/tmp/{raw}-quix.log") as alive:
+            yield alive
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def wirewatch(stages: list[str]) -> Contender:
+    @contextmanager
+    def layout(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+        env = {**worker_env(uuid.uuid4().hex[:8], partitions=PARTITIONS),
+               "WIREWATCH_TOPIC_RAW": raw, "WIREWATCH_TOPIC_BRIEFS": briefs}
+        with workers(env, stages, settle_seconds=SETTLE_SECONDS, first_port=6100) as processes:
+            yield lambda: all(process.process.poll() is None for process in processes)
+
+    return layout
+
+
+def ratio(numerator: dict | None, denominator: dict | None) -> float | None:
+    if not numerator or not denominator:
         return None
-    return {"seconds": round(seconds, 2), "pages_per_second": round(pages / seconds),
-            "briefs_per_second": round(briefs / seconds)}
+    return round(numerator["pages_per_second"] / denominator["pages_per_second"], 3)
 
 
 def main() -> None:
-    hours = float(sys.argv[1]) if len(sys.argv) > 1 else 48
+    hours = float(sys.argv[1]) if len(sys.argv) > 1 else 168
     records = simulated_pages(hours, snapshot_every=60)
     expected = len({brief.id for _, value in records
                     for brief in parse_envelope(Envelope.model_validate_json(value)).briefs})
-    bare = asyncio.run(run_bare(records, expected))
-    one = run_wirewatch(records, expected, ["all"])
-    two = run_wirewatch(records, expected, ["all", "all"])
-    split = run_wirewatch(records, expected, ["briefs", "stories"])
-    quix = run_quix(records, expected)
-    result = {
+    figures = {"bare_aiokafka": measure(bare, records, expected)}
+    for name, stages in WIREWATCH_LAYOUTS.items():
+        figures[name] = measure(wirewatch(stages), records, expected)
+    figures["quix_streams"] = measure(quix, records, expected) if PEER_PYTHON.exists() else None
+    print(json.dumps({
         "benchmark": "raw_to_briefs",
         "pages": len(records),
         "briefs": expected,
         "partitions": PARTITIONS,
-        "bare_aiokafka": figures(len(records), expected, bare),
-        "wirewatch_1_worker": figures(len(records), expected, one),
-        "wirewatch_2_workers": figures(len(records), expected, two),
-        "wirewatch_briefs_and_stories_workers": figures(len(records), expected, split),
-        "quix_streams": figures(len(records), expected, quix),
-        "wirewatch_over_bare": round(bare / one, 3),
-        "wirewatch_over_quix": round(quix / one, 3) if quix else None,
-        "two_workers_over_one": round(one / two, 3),
-        "split_stages_over_one": round(one / split, 3),
-    }
-    print(json.dumps(result))
+        **figures,
+        "wirewatch_over_bare": ratio(figures["wirewatch_briefs_stage"], figures["bare_aiokafka"]),
+        "wirewatch_over_quix": ratio(figures["wirewatch_briefs_stage"], figures["quix_streams"]),
+        "pipeline_over_bare": ratio(figures["wirewatch_1_worker"], figures["bare_aiokafka"]),
+        "two_workers_over_one": ratio(figures["wirewatch_2_workers"], figures["wirewatch_1_worker"]),
+        "split_stages_over_one": ratio(figures["wirewatch_briefs_and_stories_workers"], figures["wirewatch_1_worker"]),
+    }))
 
 
 if __name__ == "__main__":

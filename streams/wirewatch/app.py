@@ -209,6 +209,8 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
         # A rebalance re-reads what was not committed; rely on nothing sent before it.
         forwarded.clear()
 
+    repeats_at_split = metrics.duplicate_briefs.labels("split")
+
     @app.agent(raw_topic, name="split_pages")
     async def split_pages(stream: faust.StreamT) -> None:
         """Split every raw page into brief candidates, or dead-letter it."""
@@ -238,10 +240,11 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
             metrics.raw_bytes.labels(source).inc(len(record.value or b""))
             for letter in outcome.dead_letters:
                 await publish_dead_letter(letter, record.key)
+            repeats = 0
             # Oldest first: later stages see a page's briefs in event-time order.
             for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
                 if not forwarded.add(brief.id):
-                    metrics.duplicate_briefs.labels("split").inc()
+                    repeats += 1
                     continue
                 await candidates_topic.send(
                     key=brief.id.encode(),
@@ -249,6 +252,7 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
                     timestamp=brief.event_time.timestamp(),
                     force=True,
                 )
+            repeats_at_split.inc(repeats)
 
     @app.agent(candidates_topic, name="deduplicate_briefs")
     async def deduplicate_briefs(stream: faust.StreamT) -> None:
