@@ -182,8 +182,11 @@ def normalise(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
     if looks_like_html(text):
         text = html_to_text(text)
-    text = _CONTROL.sub("", unicodedata.normalize("NFC", text))
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+    lines = unicodedata.normalize("NFC", text).split("\n")
+    # Most lines are printable throughout; only the others are searched for controls.
+    return "\n".join(
+        (_CONTROL.sub("", line) if not line.isprintable() else line).rstrip() for line in lines
+    ).strip("\n")
 
 
 def _split_dateline(body: str) -> tuple[str | None, list[str], str]:
