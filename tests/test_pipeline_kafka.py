@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import subprocess
@@ -154,3 +155,20 @@ def test_the_worker_waits_for_a_broker_that_is_not_up_yet(wirewatch_settings, wi
 
     records = run(asyncio.wait_for(bring_broker_up_and_check(), 150))
     assert len(records) == 8
+
+
+def test_kill_usr1_logs_where_each_source_partition_stands(wirewatch_settings, wirewatch_env, start_worker, seed_page):
+    worker = start_worker(wirewatch_env)
+    envelope = {"source": "seed", "fetched_at": FETCHED.isoformat(), "body": seed_page}
+    sent = run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"page"))
+    run(wait_until_drained(wirewatch_settings, _internal_topics(wirewatch_settings)))
+
+    worker.dump_tasks()
+    worker.wait_for_log("consumer flow:")
+    line = next(line for line in worker.log().splitlines() if "consumer flow:" in line)
+    state = ast.literal_eval(line.split("consumer flow: ", 1)[1])
+    raw = state["partitions"][f"{wirewatch_settings.topic_raw}[{sent.partition}]"]
+    assert raw["read"] == sent.offset, "Faust read the page"
+    assert raw["position"] == sent.offset + 1, "and the fetcher stands right after it"
+    assert raw["paused"] is False and raw["gaps"] == 0
+    assert not any("changelog" in name for name in state["partitions"])

@@ -108,11 +108,6 @@ def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_sett
     assert max(story["brief_count"] for story in stories) > 10
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known loss (issue 5, README 'A loss on takeover'): lost briefs in about 1 run in 4 before the consumer "
-    "held back records fetched ahead of the recovery seek; passed 4 of 4 since, too few to drop this mark",
-)
 def test_two_workers_share_the_work_and_one_takes_over_when_the_other_dies(
     wirewatch_settings, wirewatch_env, start_worker, tmp_path
 ):

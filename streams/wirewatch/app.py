@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -406,6 +407,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.group_instance_id,
         broker_session_timeout=settings.session_timeout_seconds,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         # With Faust's default (4096) a restarted worker facing a large backlog
         # filled its stream buffers while recovering tables and never finished
         # recovering (cf. faust-streaming #74).
@@ -416,6 +418,11 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     )
     metrics = Metrics(max_label_values=settings.metrics_max_label_values)
     app.consumer.held_back_records = metrics.held_back_records
+    # Faust stops delivering records to every stream whenever more than this
+    # many table writes wait to be produced, and drains them with a wake-up
+    # per write; at its default (100) the story stage's writes held up the
+    # whole worker for about a third of a backlog run.
+    app.producer.buffer.max_messages = settings.producer_buffer_max_messages
     desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
 
     topics = _Topics(
@@ -472,7 +479,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         metrics.stalled_partitions.set(len(stalls.stalled))
         if newly_stalled:
             try:
-                state = flow_state(app)
+                state = flow_state(app, newly_stalled)
             except Exception as error:  # a diagnostic must not take the worker down
                 state = {"unavailable": repr(error)}
             log.warning(
@@ -514,9 +521,10 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     return WirewatchApp(app=app, settings=settings, metrics=metrics, desk=desk, engine=engine)
 
 
-def flow_state(app: faust.App) -> dict:
+def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> dict:
     """What Faust's consumer is doing: which partitions it fetches, pauses or holds back
-    for full stream buffers, the buffers' sizes, and whether flow is stopped. For a stalled worker."""
+    for full stream buffers, the buffers' sizes, and whether flow is stopped; and for each of
+    ``partitions``, where Faust and the fetcher stand. For a stalled worker."""
     consumer = app.consumer
     names = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())  # noqa: E731
     return {
@@ -534,7 +542,28 @@ def flow_state(app: faust.App) -> dict:
             for topic in list(app.topics._topics)
             if (queue := getattr(topic, "_queue", None)) is not None
         },
+        "partitions": {f"{topic}[{partition}]": _partition_offsets(consumer, TopicPartition(topic, partition))
+                       for topic, partition in partitions},
     }
+
+
+def _partition_offsets(consumer, tp: TopicPartition) -> dict:
+    """Faust's read and committed offsets, its acked offsets not yet committed and its gaps, and the fetcher's
+    position, pause and highwater for ``tp``; and whether fetched records of it wait to be taken."""
+    offsets = {
+        "read": consumer._read_offset.get(tp),
+        "committed": consumer._committed_offset.get(tp),
+        "acked_not_committed": len(consumer._acked.get(tp, ())),
+        "gaps": len(consumer._gap.get(tp, ())),
+    }
+    fetcher_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if fetcher_consumer is not None:
+        subscription = fetcher_consumer._subscription.subscription
+        if subscription is not None and tp in subscription.assignment.tps:
+            state = subscription.assignment.state_value(tp)
+            offsets |= {"position": state._position, "paused": state.paused, "highwater": state.highwater}
+        offsets["fetched_not_taken"] = tp in fetcher_consumer._fetcher._records
+    return offsets
 
 
 def _raw_record(event: EventT) -> RawRecord:

@@ -80,7 +80,7 @@ def _worker_class():
     from .app import flow_state
 
     class Worker(faust.Worker):
-        """Faust's worker; ``kill -USR1`` logs the consumer's flow state before Faust's dump of every task."""
+        """Faust's worker; ``kill -USR1`` logs the consumer's flow state and offsets before Faust's dump of every task."""
 
         def install_signal_handlers(self) -> None:
             super().install_signal_handlers()
@@ -88,7 +88,9 @@ def _worker_class():
 
         def _dump_state(self) -> None:
             try:
-                logging.getLogger("wirewatch.worker").warning("consumer flow: %s", flow_state(self.app))
+                # Changelog partitions are read, never committed: where the others stand is what matters.
+                sources = [tp for tp in self.app.consumer.assignment() if not tp.topic.endswith("-changelog")]
+                logging.getLogger("wirewatch.worker").warning("consumer flow: %s", flow_state(self.app, sources))
             except Exception as error:  # a diagnostic must not take the worker down
                 logging.getLogger("wirewatch.worker").warning("consumer flow: unavailable (%r)", error)
             self._on_sigusr1()

@@ -40,6 +40,18 @@ class Settings(BaseSettings):
         ge=1024,
         description="Records Faust buffers per stream; room for a backlog while a restarted worker recovers tables.",
     )
+    producer_max_batch_bytes: int = Field(
+        default=262144,
+        ge=16384,
+        le=1000000,
+        description="Largest batch the producer sends to one partition. With one request in flight per broker, "
+        "a send to a partition whose batch is full waits for the request before it.",
+    )
+    producer_buffer_max_messages: int = Field(
+        default=10000,
+        ge=100,
+        description="Table writes that may wait to be produced before Faust stops delivering records.",
+    )
     session_timeout_seconds: float = Field(
         default=60.0, ge=6, description="A worker silent this long leaves the group and its partitions move."
     )
