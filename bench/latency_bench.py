@@ -34,7 +34,7 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from benchkit import BOOTSTRAP, create_topics, simulated_pages, worker_env, workers
+from benchkit import BOOTSTRAP, LOG_APPEND_TIME, create_topics, simulated_pages, worker_env, workers
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
@@ -113,9 +113,8 @@ def main() -> None:
             env = worker_env(run, partitions=PARTITIONS)
             os.environ.update(env)  # the workers' settings, for the topic names
             settings = Settings()
-            # Every record of these carries the time the broker appended it.
             asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts], PARTITIONS,
-                                      {"message.timestamp.type": "LogAppendTime"}))
+                                      LOG_APPEND_TIME))
             with workers(env, stages, settle_seconds=5, first_port=6110):
                 rate = max_rate * fraction
                 pages = max(int(rate * duration), 10)

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     metrics_max_label_values: int = Field(default=50, ge=1, description="Distinct sources/sections per label.")
     consumer_lag_interval_seconds: float = Field(default=15.0, gt=0)
     stall_seconds: float = Field(
-        default=300.0,
+        default=120.0,
         gt=0,
         description="A source partition behind whose committed offset has not moved this long is fetched again "
         "from that offset; twice this long, /health says 503.",
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     alert_cooldown_seconds: float = Field(default=2 * 3600, ge=0)
     alert_escalation_factor: float = Field(default=3.0, gt=1)
     story_batch_seconds: float = Field(
-        default=0.5, gt=0, description="The story agent sorts briefs arriving this close together by event time."
+        default=0.1, gt=0, description="The story agent sorts briefs arriving this close together by event time."
     )
 
     @model_validator(mode="after")
