@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from wirewatch.models import Envelope
+from wirewatch.settings import Settings
 from wirewatch.simulation import Scenario, simulate
 
 __all__ = [
@@ -38,7 +39,7 @@ LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from kafka_helpers import WorkerProcess  # noqa: E402
+from kafka_helpers import WorkerProcess, produce_many  # noqa: E402
 
 
 def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end: datetime | None = None,
@@ -67,14 +68,8 @@ async def create_topics(topics: list[str], partitions: int, configs: dict[str, s
 
 async def fill(topic: str, records: list[tuple[bytes, bytes]]) -> None:
     """Write a backlog as fast as the broker takes it: batches of up to 1 MiB, so no contender waits on it."""
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=20, max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_many(Settings(kafka_bootstrap_servers=BOOTSTRAP), topic, records, linger_ms=20,
+                       max_batch_size=1 << 20)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -2,7 +2,7 @@
 # Runs every benchmark and rewrites bench/RESULTS.md with their figures and the machine they ran on.
 #   bench/run.sh            (starts the local broker on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set)
 # The Quix Streams peer gets a venv of its own in .cache/bench-peer (it needs older pydantic than wirewatch).
-# Takes about 40 minutes, most of it the million-brief memory run; nothing else should load the machine meanwhile.
+# Takes about an hour, most of it the million-brief memory run; nothing else should load the machine meanwhile.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/bin/setup" >&2

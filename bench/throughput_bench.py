@@ -21,10 +21,13 @@ writes the backlog and watches.
   peer's venv exists (WIREWATCH_BENCH_PEER_PYTHON, default .cache/bench-peer).
 
 The backlog is written faster than any contender reads it (``fill`` in the
-output says how fast), so the figures are the contenders' own. Prints one JSON
-object. The broker is KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+output says how fast), so the figures are the contenders' own. Figures vary
+from run to run by a fifth on this machine, so every contender runs ROUNDS
+times, round after round, and the run with the median throughput is
+reported with all rounds' pages/s. Prints one JSON object. The broker is
+KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
 
-    python bench/throughput_bench.py [HOURS]      (default 168: about 10,000 pages)
+    python bench/throughput_bench.py [HOURS] [ROUNDS]    (default 168 hours, about 10,000 pages; 3 rounds)
 """
 
 from __future__ import annotations
@@ -138,20 +141,35 @@ def ratio(numerator: dict | None, denominator: dict | None) -> float | None:
     return round(numerator["pages_per_second"] / denominator["pages_per_second"], 3)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput, with every run's pages/s beside it."""
+    ordered = sorted(runs, key=lambda run: run["pages_per_second"])
+    return {**ordered[len(ordered) // 2], "rounds_pages_per_second": [run["pages_per_second"] for run in runs]}
+
+
 def main() -> None:
     hours = float(sys.argv[1]) if len(sys.argv) > 1 else 168
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     records = simulated_pages(hours, snapshot_every=60)
     expected = len({brief.id for _, value in records
                     for brief in parse_envelope(Envelope.model_validate_json(value)).briefs})
-    figures = {"bare_aiokafka": measure(bare, records, expected)}
-    for name, stages in WIREWATCH_LAYOUTS.items():
-        figures[name] = measure(wirewatch(stages), records, expected)
-    figures["quix_streams"] = measure(quix, records, expected) if PEER_PYTHON.exists() else None
+    contenders: dict[str, Contender] = {"bare_aiokafka": bare,
+                                        **{name: wirewatch(stages) for name, stages in WIREWATCH_LAYOUTS.items()}}
+    if PEER_PYTHON.exists():
+        contenders["quix_streams"] = quix
+    # Round after round, every contender once: a slow spell of the machine hits all of them alike.
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, contender in contenders.items():
+            runs[name].append(measure(contender, records, expected))
+    figures = {name: median_run(results) for name, results in runs.items()}
+    figures.setdefault("quix_streams", None)
     print(json.dumps({
         "benchmark": "raw_to_briefs",
         "pages": len(records),
         "briefs": expected,
         "partitions": PARTITIONS,
+        "rounds": rounds,
         **figures,
         "wirewatch_over_bare": ratio(figures["wirewatch_briefs_stage"], figures["bare_aiokafka"]),
         "wirewatch_over_quix": ratio(figures["wirewatch_briefs_stage"], figures["quix_streams"]),

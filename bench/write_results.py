@@ -24,7 +24,9 @@ def machine() -> str:
 def rate(figures: dict | None) -> str:
     if not figures:
         return "not run (peer venv missing)"
-    return f"{figures['pages_per_second']} pages/s, {figures['briefs_per_second']} briefs/s"
+    rounds = figures.get("rounds_pages_per_second")
+    spread = f" (median of {', '.join(map(str, rounds))})" if rounds else ""
+    return f"{figures['pages_per_second']} pages/s, {figures['briefs_per_second']} briefs/s{spread}"
 
 
 def verdict(ok: bool) -> str:

@@ -151,10 +151,21 @@ async def produce(
         await producer.stop()
 
 
-async def produce_many(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+async def produce_many(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes | None, bytes | None]],
+    *,
+    linger_ms: int = 5,
+    max_batch_size: int = 16384,
+) -> None:
     """Write (key, value) records in order and wait until all are acknowledged."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_size,
+        max_request_size=16 * 1024 * 1024,
     )
     await producer.start()
     try:
