@@ -548,12 +548,15 @@ def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> di
 
 
 def _partition_offsets(consumer, tp: TopicPartition) -> dict:
-    """Faust's read and committed offsets, its acked offsets not yet committed and its gaps, and the fetcher's
-    position, pause and highwater for ``tp``; and whether fetched records of it wait to be taken."""
+    """Faust's read and committed offsets, its acked offsets not yet committed (how many, the lowest) and its
+    gaps, and the fetcher's position, pause and highwater for ``tp``; and whether fetched records of it wait to
+    be taken. Faust commits only while the lowest acked offset follows the committed one."""
+    acked = consumer._acked.get(tp) or ()
     offsets = {
         "read": consumer._read_offset.get(tp),
         "committed": consumer._committed_offset.get(tp),
-        "acked_not_committed": len(consumer._acked.get(tp, ())),
+        "acked_not_committed": len(acked),
+        "lowest_acked": min(acked, default=None),
         "gaps": len(consumer._gap.get(tp, ())),
     }
     fetcher_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
