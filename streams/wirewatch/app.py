@@ -127,6 +127,8 @@ class WirewatchApp:
     desk: DeskView
     #: The story engine, when this worker runs the story stage.
     engine: StoryEngine | None
+    #: The topics its agents consume and commit (changelogs are only read).
+    source_topics: frozenset[str]
 
 
 class FaustWindowCounts:
@@ -487,7 +489,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 "offsets. Consumer flow: %s",
                 settings.stall_seconds, sorted(newly_stalled), state,
             )
-            # Seen so far: the fetcher had moved past records Faust dropped around a rebalance.
+            # This has ended most stalls seen so far (a fetcher past dropped records, a commit held up by
+            # offsets never acked), though not every one: those the liveness restart ends.
             for topic, partition in sorted(newly_stalled):
                 await app.consumer.seek(TopicPartition(topic, partition), committed.get((topic, partition), 0))
         if newly_stuck:
@@ -518,7 +521,9 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                 await asyncio.sleep(5)
 
     add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled))
-    return WirewatchApp(app=app, settings=settings, metrics=metrics, desk=desk, engine=engine)
+    return WirewatchApp(
+        app=app, settings=settings, metrics=metrics, desk=desk, engine=engine, source_topics=frozenset(source_topics)
+    )
 
 
 def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> dict:

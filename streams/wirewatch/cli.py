@@ -72,7 +72,7 @@ def _configure_logging(level: str, fmt: str) -> dict:
     return config
 
 
-def _worker_class():
+def _worker_class(source_topics: frozenset[str]):
     import signal
 
     import faust
@@ -88,8 +88,7 @@ def _worker_class():
 
         def _dump_state(self) -> None:
             try:
-                # Changelog partitions are read, never committed: where the others stand is what matters.
-                sources = [tp for tp in self.app.consumer.assignment() if not tp.topic.endswith("-changelog")]
+                sources = [tp for tp in self.app.consumer.assignment() if tp.topic in source_topics]
                 logging.getLogger("wirewatch.worker").warning("consumer flow: %s", flow_state(self.app, sources))
             except Exception as error:  # a diagnostic must not take the worker down
                 logging.getLogger("wirewatch.worker").warning("consumer flow: unavailable (%r)", error)
@@ -501,7 +500,7 @@ def worker(loglevel: str | None) -> None:
     wirewatch = create_app(settings)
     if wirewatch.engine is not None:
         wirewatch.engine.extractor.warm_up(settings.language_codes())
-    runner = _worker_class()(
+    runner = _worker_class(wirewatch.source_topics)(
         wirewatch.app,
         loglevel=level,
         loop=loop,

@@ -70,7 +70,7 @@ class Clusterer:
         was assigned before a crash and read again): the story is left as it is.
         """
         best_id, best_similarity = None, 0.0
-        brief_norm = terms.norm()
+        brief_norm = _norm(terms.weights)
         for story_id in sorted(self.stories.keys()):
             story = self.stories[story_id]
             if abs(timestamp - story["last_seen"]) > self.config.ttl and not (

@@ -185,9 +185,6 @@ class BriefTerms:
     topics: tuple[str, ...]
     weights: dict[str, float]
 
-    def norm(self) -> float:
-        return math.sqrt(sum(w * w for w in self.weights.values()))
-
 
 @lru_cache(maxsize=64)
 def _stopwords(language: str) -> frozenset[str]:
