@@ -169,6 +169,7 @@ def test_kill_usr1_logs_where_each_source_partition_stands(wirewatch_settings, w
     state = ast.literal_eval(line.split("consumer flow: ", 1)[1])
     raw = state["partitions"][f"{wirewatch_settings.topic_raw}[{sent.partition}]"]
     assert raw["read"] == sent.offset, "Faust read the page"
+    assert raw["next"] == sent.offset + 1, "wirewatch's consumer expects the record after it"
     assert raw["position"] == sent.offset + 1, "and the fetcher stands right after it"
     assert raw["paused"] is False and raw["gaps"] == 0
     assert not any("changelog" in name for name in state["partitions"])

@@ -52,11 +52,14 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaDriverConsumer
 from faust.types import EventT, TableT, TopicT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from .desk import DeskView
 from .engine import EngineState, StoryEngine, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
+from .ordering import Admission, OffsetOrder
 from .pipeline import RawRecord, RecentIds, bare_page_source, dead_letter, split_record
 from .progress import StallWatch
 from .settings import Settings
@@ -71,38 +74,152 @@ log = logging.getLogger(__name__)
 
 
 class _Consumer(AiokafkaDriverConsumer):
-    """Faust's aiokafka consumer, except that it hands on a source partition's records only in offset order.
+    """Faust's aiokafka consumer, with two guards that keep the group from committing past unprocessed records.
 
-    After a rebalance Faust seeks the partitions it got to their committed
-    offsets, but a record fetched before that seek, further on, can still
-    reach it first. Faust then takes the records in between for a gap (as
-    compaction or transaction markers leave) and commits past them, and when
-    they are fetched again they are older than its read offset and dropped:
-    lost (the scale-out test lost briefs this way). Source topics here have no
-    gaps, so a record past the next expected offset is held back and the
-    fetcher is sent back to the last offset read, which delivers the records
-    in order. Changelog topics are compacted and keep Faust's handling.
+    Faust records a source record as done when a stream acks it, and commits
+    the run of done offsets that follows the committed one. It counts the
+    committed offset as the last record done, not the next one to do, so a
+    hole of one record is committed past (lost), a longer one never (a commit
+    stalled for good). The takeover and crash tests saw both, from two causes:
+
+    * Records out of order. Faust seeks its partitions to their committed
+      offsets after a rebalance and after a table recovery while it still holds
+      a batch fetched before the seek, further on; it takes the records in
+      between for a gap, and when they arrive they are older than its read
+      offset and dropped. So this consumer hands on a source partition's
+      records only in offset order (:class:`~wirewatch.ordering.OffsetOrder`):
+      a record further on is held back with the rest of its batch and the
+      fetcher is sent back to the expected offset. Should the record that comes
+      first from there still be further on, the gap is real (expired records,
+      an upstream producer's transaction markers) and it is handed on.
+    * Records skipped yet acked. During a rebalance, and for records fetched
+      before it, a stream skips a record without processing it and acks it all
+      the same. Such acks are not recorded here: the record is read again.
+
+    Besides, a commit never skips the record at the committed offset while it is
+    not done (:meth:`commit_holes` lists where that holds a commit up, and the
+    worker reads such a partition again).
+
+    Changelog topics are compacted and keep Faust's handling.
     """
 
     held_back_records = None  # set by create_app: the metric that counts held-back records
+    unprocessed_acks = None  # set by create_app: the metric that counts acks not recorded
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._order = OffsetOrder()
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        sources = [tp for tp in self.assignment() if acks_enabled_for(tp.topic)]
+        committed = {tp: self._read_offset.get(tp) for tp in sources}
+        never_committed = [tp for tp, offset in committed.items() if offset is None]
+        # consumer_auto_offset_reset is "earliest": without a committed offset, reading starts at the log start.
+        log_starts = await self.earliest_offsets(*never_committed) if never_committed else {}
+        self._order.reset(
+            {tp: offset if offset is not None else log_starts.get(tp, 0) for tp, offset in committed.items()}
+        )
+
+    async def seek(self, partition: TopicPartition, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._order.seek(partition, offset)
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self._order.forget(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    def mark_gap(self, tp: TopicPartition, start: int, end: int) -> None:
+        """Count offsets ``start`` to ``end - 1`` of ``tp`` as done: the log has no records there.
+
+        Faust's own gaps start one after the committed offset at the earliest,
+        which would leave a gap at the committed offset holding the commit up.
+        """
+        gaps = self._gap[tp]
+        gaps.addi(start, end)
+        gaps.merge_overlaps()
+
+    def _lowest_done(self, tp: TopicPartition) -> int | None:
+        """The lowest offset of ``tp`` acked or in a gap and not yet committed."""
+        acked = self._acked.get(tp)
+        gaps = self._gap.get(tp)
+        lowest = [min(acked)] if acked else []
+        if gaps:
+            lowest.append(gaps.begin())
+        return min(lowest, default=None)
+
+    def _new_offset(self, tp: TopicPartition) -> int | None:
+        # Faust's own check lets a commit skip the record at the committed offset when the next one is done.
+        committed = self._committed_offset.get(tp)
+        lowest_done = self._lowest_done(tp)
+        if committed is not None and lowest_done is not None and lowest_done > committed:
+            return None
+        return super()._new_offset(tp)
+
+    def commit_holes(self, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+        """Partitions of ``topics`` whose record at the committed offset is not done while a later one is.
+
+        Maps each to its committed offset and its lowest done offset. An agent
+        here acks its records in offset order, so such a hole lasts only if the
+        record went missing inside Faust; reading again from the committed
+        offset fills it.
+        """
+        topics = set(topics)
+        holes = {}
+        for tp in list(self._acked):
+            committed = self._committed_offset.get(tp)
+            lowest_done = self._lowest_done(tp)
+            if tp.topic in topics and committed is not None and lowest_done is not None and lowest_done > committed:
+                holes[(tp.topic, tp.partition)] = (committed, lowest_done)
+        return holes
+
+    def next_offset(self, tp: TopicPartition) -> int | None:
+        """The offset of the record this consumer hands on next from a source partition, if known."""
+        return self._order.next_offset(tp)
+
+    def ack(self, message) -> bool:
+        app = self.app
+        if not app.topics.acks_enabled_for(message.topic) or (
+            app.flow_control.is_active() and message.generation_id == app.consumer_generation_id
+        ):
+            return super().ack(message)
+        # Skipped by its stream, or processed and acked too late to count: read it again (at least once).
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                # No longer outstanding either: a rebalance waits for outstanding records before it goes on.
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+                if self.unprocessed_acks is not None:
+                    self.unprocessed_acks.labels(message.topic).inc()
+        return False
 
     async def getmany(self, timeout: float):
-        read_offset = self._read_offset
+        order = self._order
         acks_enabled_for = self.app.topics.acks_enabled_for
-        rewound = set()
+        rewound_now = set()
         async for tp, message in super().getmany(timeout):
-            last = read_offset[tp]
-            if last is not None and message.offset > last + 1 and acks_enabled_for(tp.topic):
+            if not acks_enabled_for(tp.topic):
+                yield tp, message
+                continue
+            expected = order.next_offset(tp)
+            admission = Admission.HOLD_BACK if tp in rewound_now else order.admit(tp, message.offset)
+            if admission is Admission.HOLD_BACK:
                 if self.held_back_records is not None:
                     self.held_back_records.labels(tp.topic).inc()
-                if tp not in rewound:
-                    # The fetcher is past records nothing processed: fetch from the last read one again
-                    # (read twice at worst, which every stage takes in its stride).
+                if tp not in rewound_now:
+                    # The rest of this batch for tp was fetched before the seek: held back as well.
+                    rewound_now.add(tp)
                     log.warning("%s[%s]: offset %s arrived before %s; fetching again from %s",
-                                tp.topic, tp.partition, message.offset, last + 1, last)
-                    rewound.add(tp)
-                    await self.seek(tp, last)
+                                tp.topic, tp.partition, message.offset, expected, expected)
+                    await self.seek(tp, expected)
+                    order.rewound(tp)
                 continue
+            if admission is Admission.HAND_ON_PAST_GAP:
+                log.info("%s[%s]: the log has no records from offset %s to %s",
+                         tp.topic, tp.partition, expected, message.offset - 1)
+                self.mark_gap(tp, expected, message.offset)
             yield tp, message
 
 
@@ -420,6 +537,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     )
     metrics = Metrics(max_label_values=settings.metrics_max_label_values)
     app.consumer.held_back_records = metrics.held_back_records
+    app.consumer.unprocessed_acks = metrics.unprocessed_acks
     # Faust stops delivering records to every stream whenever more than this
     # many table writes wait to be produced, and drains them with a wake-up
     # per write; at its default (100) the story stage's writes held up the
@@ -496,6 +614,30 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         if newly_stuck:
             log.warning("still no progress on %s after fetching again; /health now says 503", sorted(newly_stuck))
 
+    holes = StallWatch(settings.commit_hole_seconds)
+
+    @app.timer(settings.commit_hole_seconds / 2)
+    async def fill_commit_holes() -> None:
+        """Read a source partition again where Faust waits to commit for a record that went missing.
+
+        Faster than the stall watch: this looks at Faust's own bookkeeping, not the cluster's.
+        """
+        consumer = app.consumer
+        if app.rebalancing or app.in_recovery or not isinstance(consumer, _Consumer):
+            return
+        waiting = consumer.commit_holes(source_topics)
+        newly = holes.observe(
+            time.monotonic(),
+            {partition: lowest_done for partition, (_, lowest_done) in waiting.items()},
+            {partition: committed for partition, (committed, _) in waiting.items()},
+        )
+        for topic, partition in sorted(newly):
+            committed, lowest_done = waiting[(topic, partition)]
+            log.warning("%s[%s]: offset %s not done for %.0f s while %s is; reading again from %s",
+                        topic, partition, committed, settings.commit_hole_seconds, lowest_done, committed)
+            metrics.commit_holes.labels(topic).inc()
+            await consumer.seek(TopicPartition(topic, partition), committed)
+
     @app.task
     async def follow_desk() -> None:
         """Feed the desk page from every partition of the stories, alerts and briefs topics."""
@@ -554,8 +696,9 @@ def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> di
 
 def _partition_offsets(consumer, tp: TopicPartition) -> dict:
     """Faust's read and committed offsets, its acked offsets not yet committed (how many, the lowest) and its
-    gaps, and the fetcher's position, pause and highwater for ``tp``; and whether fetched records of it wait to
-    be taken. Faust commits only while the lowest acked offset follows the committed one."""
+    gaps, the offset :class:`_Consumer` hands on next, and the fetcher's position, pause and highwater for
+    ``tp``; and whether fetched records of it wait to be taken. Faust commits only while the lowest acked
+    offset follows the committed one."""
     acked = consumer._acked.get(tp) or ()
     offsets = {
         "read": consumer._read_offset.get(tp),
@@ -564,6 +707,8 @@ def _partition_offsets(consumer, tp: TopicPartition) -> dict:
         "lowest_acked": min(acked, default=None),
         "gaps": len(consumer._gap.get(tp, ())),
     }
+    if isinstance(consumer, _Consumer):
+        offsets["next"] = consumer.next_offset(tp)
     fetcher_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
     if fetcher_consumer is not None:
         subscription = fetcher_consumer._subscription.subscription

@@ -128,6 +128,19 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
+        self.unprocessed_acks = Counter(
+            "wirewatch_unprocessed_acks",
+            "Source records acked during a rebalance or from before it, not recorded as done (read again).",
+            ["topic"],
+            registry=registry,
+        )
+        self.commit_holes = Counter(
+            "wirewatch_commit_holes",
+            "Times a source partition was read again from its committed offset: the record there was never done "
+            "while later ones were.",
+            ["topic"],
+            registry=registry,
+        )
         self.stalled_partitions = Gauge(
             "wirewatch_stalled_partitions",
             "Source partitions behind whose committed offset has not moved for WIREWATCH_STALL_SECONDS.",

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="A source partition behind whose committed offset has not moved this long is fetched again "
         "from that offset; twice this long, /health says 503.",
     )
+    commit_hole_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A source partition whose record at the committed offset is not done while a later one is, "
+        "this long, is read again from the committed offset.",
+    )
 
     languages: str = Field(
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."

@@ -1,0 +1,119 @@
+"""The consumer's guards against committing past unprocessed records: offset order and skipped acks."""
+
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from wirewatch.app import create_app
+from wirewatch.ordering import Admission, OffsetOrder
+from wirewatch.settings import Settings
+
+PARTITION = ("wire.raw", 0)
+RAW = "consumer-test.wire.raw"
+
+
+def test_records_in_order_are_handed_on_and_move_the_expectation():
+    order = OffsetOrder()
+    order.reset({PARTITION: 5})
+    assert [order.admit(PARTITION, offset) for offset in (5, 6, 7)] == [Admission.HAND_ON] * 3
+    assert order.next_offset(PARTITION) == 8
+
+
+def test_a_record_ahead_is_held_back_until_the_expected_one_arrives():
+    order = OffsetOrder()
+    order.reset({PARTITION: 24})
+    assert order.admit(PARTITION, 25) is Admission.HOLD_BACK
+    assert order.next_offset(PARTITION) == 24, "holding back does not move the expectation"
+    order.rewound(PARTITION)
+    assert order.admit(PARTITION, 24) is Admission.HAND_ON
+    assert order.admit(PARTITION, 25) is Admission.HAND_ON
+
+
+def test_a_gap_still_there_after_fetching_again_is_real():
+    order = OffsetOrder()
+    order.reset({PARTITION: 10})
+    assert order.admit(PARTITION, 12) is Admission.HOLD_BACK
+    order.rewound(PARTITION)
+    assert order.admit(PARTITION, 12) is Admission.HAND_ON_PAST_GAP
+    assert order.admit(PARTITION, 14) is Admission.HOLD_BACK, "a later gap is checked again"
+
+
+def test_a_record_behind_leaves_the_expectation_alone():
+    order = OffsetOrder()
+    order.reset({PARTITION: 10})
+    assert order.admit(PARTITION, 3) is Admission.BEHIND
+    assert order.next_offset(PARTITION) == 10
+
+
+def test_an_unknown_partition_takes_whatever_comes_first_then_expects_order():
+    order = OffsetOrder()
+    assert order.admit(PARTITION, 40) is Admission.HAND_ON
+    assert order.admit(PARTITION, 42) is Admission.HOLD_BACK
+
+
+def test_seeking_sets_the_expectation_and_forgetting_drops_it():
+    order = OffsetOrder()
+    order.reset({PARTITION: 10, ("wire.raw", 1): 3})
+    order.admit(PARTITION, 12)
+    order.rewound(PARTITION)
+    order.seek(PARTITION, 7)
+    assert order.admit(PARTITION, 9) is Admission.HOLD_BACK, "a seek ends what the rewind allowed"
+    order.forget([("wire.raw", 1)])
+    assert order.next_offset(("wire.raw", 1)) is None
+    order.reset({("wire.raw", 1): 0})
+    assert order.next_offset(PARTITION) is None, "a reset expects exactly the partitions it names"
+
+
+@pytest.fixture
+def consumer():
+    app = create_app(Settings(app_id="wirewatch-consumer-test", topic_raw=RAW)).app
+    # What Faust's conductor does for every topic an agent consumes, once it subscribes.
+    app.topics.acking_topics.add(RAW)
+    app.consumer_generation_id = 4
+    app.flow_control.resume()
+    return app.consumer
+
+
+def _message(topic: str, offset: int, generation_id: int) -> Message:
+    return Message(topic, 0, offset, 0.0, None, None, b"", b"", 0, 0, tp=TP(topic, 0), generation_id=generation_id)
+
+
+def _recorded(consumer, topic: str) -> list[int]:
+    return list(consumer._acked.get(TP(topic, 0), []))
+
+
+def test_an_ack_of_a_record_processed_in_this_assignment_is_recorded(consumer):
+    consumer.ack(_message(RAW, 7, generation_id=4))
+    assert _recorded(consumer, RAW) == [7]
+
+
+def test_an_ack_of_a_record_fetched_before_the_last_rebalance_is_not_recorded(consumer):
+    message = _message(RAW, 7, generation_id=3)
+    consumer._unacked_messages.add(message)
+    assert consumer.ack(message) is False
+    assert _recorded(consumer, RAW) == []
+    assert message not in consumer._unacked_messages, "a rebalance waiting for outstanding records is not held up"
+
+
+def test_an_ack_during_a_rebalance_is_not_recorded(consumer):
+    consumer.app.flow_control.suspend()
+    consumer.ack(_message(RAW, 7, generation_id=4))
+    assert _recorded(consumer, RAW) == []
+
+
+def test_a_commit_waits_for_the_record_at_the_committed_offset(consumer):
+    consumer._committed_offset[TP(RAW, 0)] = 45
+    for offset in (46, 47):
+        consumer.ack(_message(RAW, offset, generation_id=4))
+    assert consumer._new_offset(TP(RAW, 0)) is None, "Faust's own check would commit 48, skipping 45"
+    assert consumer.commit_holes([RAW]) == {(RAW, 0): (45, 46)}
+    consumer.ack(_message(RAW, 45, generation_id=4))
+    assert consumer.commit_holes([RAW]) == {}
+    assert consumer._new_offset(TP(RAW, 0)) == 48
+
+
+def test_a_real_gap_at_the_committed_offset_does_not_hold_the_commit_up(consumer):
+    consumer._committed_offset[TP(RAW, 0)] = 45
+    consumer.mark_gap(TP(RAW, 0), 45, 47)
+    consumer.ack(_message(RAW, 47, generation_id=4))
+    assert consumer._new_offset(TP(RAW, 0)) == 48
