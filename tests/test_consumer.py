@@ -71,7 +71,10 @@ def consumer():
     app.topics.acking_topics.add(RAW)
     app.consumer_generation_id = 4
     app.flow_control.resume()
-    return app.consumer
+    consumer = app.consumer
+    # As if the group had assigned it the partition, without a broker.
+    consumer.assignment = lambda: {TP(RAW, 0)}
+    return consumer
 
 
 def _message(topic: str, offset: int, generation_id: int) -> Message:
@@ -106,9 +109,9 @@ def test_a_commit_waits_for_the_record_at_the_committed_offset(consumer):
     for offset in (46, 47):
         consumer.ack(_message(RAW, offset, generation_id=4))
     assert consumer._new_offset(TP(RAW, 0)) is None, "Faust's own check would commit 48, skipping 45"
-    assert consumer.commit_holes([RAW]) == {(RAW, 0): (45, 46)}
+    assert consumer.stranded([RAW]) == {(RAW, 0): (45, 46, "not done while a later one is")}
     consumer.ack(_message(RAW, 45, generation_id=4))
-    assert consumer.commit_holes([RAW]) == {}
+    assert consumer.stranded([RAW]) == {}
     assert consumer._new_offset(TP(RAW, 0)) == 48
 
 
@@ -117,3 +120,13 @@ def test_a_real_gap_at_the_committed_offset_does_not_hold_the_commit_up(consumer
     consumer.mark_gap(TP(RAW, 0), 45, 47)
     consumer.ack(_message(RAW, 47, generation_id=4))
     assert consumer._new_offset(TP(RAW, 0)) == 48
+
+
+def test_records_fetched_and_never_handed_on_are_stranded(consumer):
+    consumer._order.reset({TP(RAW, 0): 32})
+    consumer.fetch_state = lambda tp: {"position": 61, "paused": False, "fetched_not_taken": False}
+    assert consumer.stranded([RAW]) == {(RAW, 0): (32, 61, "fetched but never handed on")}
+    consumer.fetch_state = lambda tp: {"position": 61, "paused": False, "fetched_not_taken": True}
+    assert consumer.stranded([RAW]) == {}, "fetched records still waiting to be taken are not stranded"
+    consumer.fetch_state = lambda tp: {"position": 32, "paused": False, "fetched_not_taken": False}
+    assert consumer.stranded([RAW]) == {}

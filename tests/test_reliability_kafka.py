@@ -83,6 +83,20 @@ def assert_no_spike_alerted_twice(alerts: list[Alert]) -> None:
         assert all(gap >= COOLDOWN for gap in gaps), f"{topic} raised again within its cooldown: {times}"
 
 
+def test_a_lone_worker_leaves_no_record_undone_behind_a_done_one(wirewatch_settings, wirewatch_env, start_worker):
+    """With no rebalance, every source record is acked once processed, so nothing is stranded or read twice."""
+    start_worker(wirewatch_env)
+    records, expected = simulated_feed(hours=6, spikes=2, seed=5)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
+    assert_every_brief_published(wirewatch_settings, expected)
+
+    found = scrape_metrics(int(wirewatch_env["WIREWATCH_WEB_PORT"]))
+    assert metric_total(found, "wirewatch_stranded_reads_total") == 0
+    assert metric_total(found, "wirewatch_unprocessed_acks_total") == 0
+    assert metric_total(found, "wirewatch_story_replays_total") == 0
+
+
 def test_kill_9_mid_stream_loses_nothing_and_alerts_nothing_twice(wirewatch_settings, wirewatch_env, start_worker):
     records, expected = simulated_feed(hours=34, snapshot_every=60)
     assert len(records) > 2000

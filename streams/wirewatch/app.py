@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,6 +51,7 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
+from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import Consumer as AiokafkaDriverConsumer
 from faust.types import EventT, TableT, TopicT
 from faust.types.tuples import ack_lock
@@ -74,13 +76,14 @@ log = logging.getLogger(__name__)
 
 
 class _Consumer(AiokafkaDriverConsumer):
-    """Faust's aiokafka consumer, with two guards that keep the group from committing past unprocessed records.
+    """Faust's aiokafka consumer, with guards that keep the group from committing past unprocessed records.
 
     Faust records a source record as done when a stream acks it, and commits
-    the run of done offsets that follows the committed one. It counts the
-    committed offset as the last record done, not the next one to do, so a
-    hole of one record is committed past (lost), a longer one never (a commit
-    stalled for good). The takeover and crash tests saw both, from two causes:
+    the run of done offsets that follows the committed one. Its check counts
+    the committed offset as the last record done, not the next one to do, so
+    a hole of one record was committed past (lost) and a longer one never (a
+    commit stalled for good). The takeover and crash tests saw both, from two
+    causes:
 
     * Records out of order. Faust seeks its partitions to their committed
       offsets after a rebalance and after a table recovery while it still holds
@@ -97,8 +100,8 @@ class _Consumer(AiokafkaDriverConsumer):
       the same. Such acks are not recorded here: the record is read again.
 
     Besides, a commit never skips the record at the committed offset while it is
-    not done (:meth:`commit_holes` lists where that holds a commit up, and the
-    worker reads such a partition again).
+    not done, and :meth:`stranded` finds where records wait that nothing will
+    process, for the worker to read them again.
 
     Changelog topics are compacted and keep Faust's handling.
     """
@@ -157,22 +160,56 @@ class _Consumer(AiokafkaDriverConsumer):
             return None
         return super()._new_offset(tp)
 
-    def commit_holes(self, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
-        """Partitions of ``topics`` whose record at the committed offset is not done while a later one is.
+    def fetch_state(self, tp: TopicPartition) -> dict:
+        """The fetcher's position, pause and highwater for ``tp``, and whether fetched records of it wait to be
+        taken; empty where the fetcher does not say (aiokafka keeps these to itself)."""
+        try:
+            fetcher_consumer = self._thread._consumer
+            state = {"fetched_not_taken": tp in fetcher_consumer._fetcher._records}
+            subscription = fetcher_consumer._subscription.subscription
+            if subscription is not None and tp in subscription.assignment.tps:
+                partition = subscription.assignment.state_value(tp)
+                state |= {"position": partition._position, "paused": partition.paused, "highwater": partition.highwater}
+            return state
+        except AttributeError:
+            return {}
 
-        Maps each to its committed offset and its lowest done offset. An agent
-        here acks its records in offset order, so such a hole lasts only if the
-        record went missing inside Faust; reading again from the committed
-        offset fills it.
+    def stranded(self, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int, str]]:
+        """Partitions of ``topics`` with records that nothing will process unless they are read again.
+
+        Maps each to the offset to read again from, an offset beyond the
+        stranded records, and how they were stranded. Two ways it was seen:
+
+        * a commit hole: the record at the committed offset is not done while
+          a later one is. An agent here acks its records in offset order, so
+          this lasts only if the record went missing inside Faust or its ack
+          was not recorded (see :meth:`ack`);
+        * a fetch past: the fetcher stands past the next offset to hand on,
+          unpaused, with nothing fetched waiting to be taken: Faust let go of
+          records it had fetched.
+
+        Either may show for a moment in normal work; only one that lasts means
+        records are stranded.
         """
         topics = set(topics)
-        holes = {}
-        for tp in list(self._acked):
+        stranded = {}
+        for tp in self.assignment():
+            if tp.topic not in topics:
+                continue
             committed = self._committed_offset.get(tp)
             lowest_done = self._lowest_done(tp)
-            if tp.topic in topics and committed is not None and lowest_done is not None and lowest_done > committed:
-                holes[(tp.topic, tp.partition)] = (committed, lowest_done)
-        return holes
+            if committed is not None and lowest_done is not None and lowest_done > committed:
+                stranded[(tp.topic, tp.partition)] = (committed, lowest_done, "not done while a later one is")
+                continue
+            next_offset = self._order.next_offset(tp)
+            fetch = self.fetch_state(tp)
+            position = fetch.get("position")
+            if (
+                next_offset is not None and position is not None and position > next_offset
+                and not fetch.get("paused") and not fetch.get("fetched_not_taken")
+            ):
+                stranded[(tp.topic, tp.partition)] = (next_offset, position, "fetched but never handed on")
+        return stranded
 
     def next_offset(self, tp: TopicPartition) -> int | None:
         """The offset of the record this consumer hands on next from a source partition, if known."""
@@ -459,8 +496,7 @@ def _declare_story_stage(
             )
             applied = []
             for brief, event in batch:
-                # Table writes go to the changelog partition of the current event.
-                stream._set_current_event(event)
+                _make_current(event)
                 result = engine.apply(ClusterInput.from_brief(brief))
                 applied.append((result, event))
                 # The engine is CPU work: hand the loop to the other agents
@@ -497,7 +533,7 @@ def _declare_story_stage(
             # survives a crash vouches for all of its brief's state.
             await app.producer.flush()
             for result, event in applied:
-                stream._set_current_event(event)
+                _make_current(event)
                 engine.mark_processed(result)
             metrics.stories_active.set(len(state.stories))
             if batch:
@@ -614,29 +650,29 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         if newly_stuck:
             log.warning("still no progress on %s after fetching again; /health now says 503", sorted(newly_stuck))
 
-    holes = StallWatch(settings.commit_hole_seconds)
+    stranded = StallWatch(settings.stranded_seconds)
 
-    @app.timer(settings.commit_hole_seconds / 2)
-    async def fill_commit_holes() -> None:
-        """Read a source partition again where Faust waits to commit for a record that went missing.
+    @app.timer(settings.stranded_seconds / 2)
+    async def read_stranded_records_again() -> None:
+        """Read a source partition again where records are stranded (see ``_Consumer.stranded``).
 
-        Faster than the stall watch: this looks at Faust's own bookkeeping, not the cluster's.
+        Sooner than the stall watch, which sees only that the group's committed offset stands still.
         """
         consumer = app.consumer
         if app.rebalancing or app.in_recovery or not isinstance(consumer, _Consumer):
             return
-        waiting = consumer.commit_holes(source_topics)
-        newly = holes.observe(
+        found = consumer.stranded(source_topics)
+        newly = stranded.observe(
             time.monotonic(),
-            {partition: lowest_done for partition, (_, lowest_done) in waiting.items()},
-            {partition: committed for partition, (committed, _) in waiting.items()},
+            {partition: beyond for partition, (_, beyond, _) in found.items()},
+            {partition: start for partition, (start, _, _) in found.items()},
         )
         for topic, partition in sorted(newly):
-            committed, lowest_done = waiting[(topic, partition)]
-            log.warning("%s[%s]: offset %s not done for %.0f s while %s is; reading again from %s",
-                        topic, partition, committed, settings.commit_hole_seconds, lowest_done, committed)
-            metrics.commit_holes.labels(topic).inc()
-            await consumer.seek(TopicPartition(topic, partition), committed)
+            start, beyond, how = found[(topic, partition)]
+            log.warning("%s[%s]: records from offset %s stranded for %.0f s (%s; %s is further on); "
+                        "reading again from %s", topic, partition, start, settings.stranded_seconds, how, beyond, start)
+            metrics.stranded_reads.labels(topic).inc()
+            await consumer.seek(TopicPartition(topic, partition), start)
 
     @app.task
     async def follow_desk() -> None:
@@ -709,14 +745,21 @@ def _partition_offsets(consumer, tp: TopicPartition) -> dict:
     }
     if isinstance(consumer, _Consumer):
         offsets["next"] = consumer.next_offset(tp)
-    fetcher_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
-    if fetcher_consumer is not None:
-        subscription = fetcher_consumer._subscription.subscription
-        if subscription is not None and tp in subscription.assignment.tps:
-            state = subscription.assignment.state_value(tp)
-            offsets |= {"position": state._position, "paused": state.paused, "highwater": state.highwater}
-        offsets["fetched_not_taken"] = tp in fetcher_consumer._fetcher._records
+        offsets |= consumer.fetch_state(tp)
     return offsets
+
+
+def _make_current(event: EventT) -> None:
+    """Make ``event`` the one whose changelog partitions Faust's tables write to, in this task.
+
+    Not with ``Stream._set_current_event``: that also sets the stream's own
+    current event, which ``Stream.take`` reads, once a batch is consumed, to
+    learn which event it is buffering. It then acked the batch's last event a
+    second time instead, and the record it buffered was never acked: a hole of
+    one record that Faust's own check committed past and :class:`_Consumer`
+    does not.
+    """
+    _current_event.set(weakref.ref(event))
 
 
 def _raw_record(event: EventT) -> RawRecord:

@@ -134,10 +134,10 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
-        self.commit_holes = Counter(
-            "wirewatch_commit_holes",
-            "Times a source partition was read again from its committed offset: the record there was never done "
-            "while later ones were.",
+        self.stranded_reads = Counter(
+            "wirewatch_stranded_reads",
+            "Times a source partition was read again because records were stranded: the record at the committed "
+            "offset never done while later ones were, or fetched records never handed on.",
             ["topic"],
             registry=registry,
         )

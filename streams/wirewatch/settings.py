@@ -104,11 +104,11 @@ class Settings(BaseSettings):
         description="A source partition behind whose committed offset has not moved this long is fetched again "
         "from that offset; twice this long, /health says 503.",
     )
-    commit_hole_seconds: float = Field(
+    stranded_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="A source partition whose record at the committed offset is not done while a later one is, "
-        "this long, is read again from the committed offset.",
+        description="A source partition with records that nothing will process (the record at the committed "
+        "offset not done while a later one is, or fetched records let go of) this long is read again from there.",
     )
 
     languages: str = Field(
