@@ -1,5 +1,7 @@
 """The consumer's guards against committing past unprocessed records: offset order and skipped acks."""
 
+import asyncio
+
 import pytest
 from faust.types import TP
 from faust.types.tuples import Message
@@ -49,6 +51,16 @@ def test_an_unknown_partition_takes_whatever_comes_first_then_expects_order():
     order = OffsetOrder()
     assert order.admit(PARTITION, 40) is Admission.HAND_ON
     assert order.admit(PARTITION, 42) is Admission.HOLD_BACK
+
+
+def test_a_log_start_learnt_late_does_not_override_what_was_handed_on_meanwhile():
+    order = OffsetOrder()
+    order.reset({})
+    order.admit(PARTITION, 0)
+    order.expect_unless_known(PARTITION, 0)
+    assert order.next_offset(PARTITION) == 1
+    order.expect_unless_known(("wire.raw", 1), 0)
+    assert order.next_offset(("wire.raw", 1)) == 0
 
 
 def test_seeking_sets_the_expectation_and_forgetting_drops_it():
@@ -130,3 +142,21 @@ def test_records_fetched_and_never_handed_on_are_stranded(consumer):
     assert consumer.stranded([RAW]) == {}, "fetched records still waiting to be taken are not stranded"
     consumer.fetch_state = lambda tp: {"position": 32, "paused": False, "fetched_not_taken": False}
     assert consumer.stranded([RAW]) == {}
+
+
+def test_an_offset_acked_again_below_the_committed_one_does_not_hide_a_hole(consumer):
+    consumer._committed_offset[TP(RAW, 0)] = 5
+    consumer.ack(_message(RAW, 58, generation_id=4))  # read again while a commit up to 59 was under way
+    consumer._committed_offset[TP(RAW, 0)] = 59
+    for offset in (60, 61):
+        consumer.ack(_message(RAW, offset, generation_id=4))
+    assert consumer.stranded([RAW]) == {(RAW, 0): (59, 60, "not done while a later one is")}
+    assert consumer._new_offset(TP(RAW, 0)) is None
+    consumer.ack(_message(RAW, 59, generation_id=4))
+    assert consumer._new_offset(TP(RAW, 0)) == 62
+
+
+def test_faust_infers_no_gap_on_a_source_partition(consumer):
+    consumer._committed_offset[TP(RAW, 0)] = 803
+    asyncio.run(consumer._add_gap(TP(RAW, 0), 804, 878))
+    assert not consumer._gap.get(TP(RAW, 0)), "records 804 to 878 would count as done unprocessed"

@@ -115,15 +115,23 @@ class _Consumer(AiokafkaDriverConsumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        # No await until the order matches Faust's read offsets again: records keep flowing meanwhile.
         acks_enabled_for = self.app.topics.acks_enabled_for
         sources = [tp for tp in self.assignment() if acks_enabled_for(tp.topic)]
         committed = {tp: self._read_offset.get(tp) for tp in sources}
+        self._order.reset({tp: offset for tp, offset in committed.items() if offset is not None})
         never_committed = [tp for tp, offset in committed.items() if offset is None]
-        # consumer_auto_offset_reset is "earliest": without a committed offset, reading starts at the log start.
-        log_starts = await self.earliest_offsets(*never_committed) if never_committed else {}
-        self._order.reset(
-            {tp: offset if offset is not None else log_starts.get(tp, 0) for tp, offset in committed.items()}
-        )
+        if never_committed:
+            # consumer_auto_offset_reset is "earliest": without a committed offset, reading starts at the log start.
+            for tp, log_start in (await self.earliest_offsets(*never_committed)).items():
+                self._order.expect_unless_known(tp, log_start)
+
+    async def _add_gap(self, tp: TopicPartition, offset_from: int, offset_to: int) -> None:
+        # Faust infers a gap from a record further on than its read offset; on a source partition, whose records
+        # come in order, that is only ever a read offset out of step, and the records "in the gap" would count as
+        # done unprocessed. Real gaps are marked by getmany (mark_gap).
+        if not self.app.topics.acks_enabled_for(tp.topic):
+            await super()._add_gap(tp, offset_from, offset_to)
 
     async def seek(self, partition: TopicPartition, offset: int) -> None:
         await super().seek(partition, offset)
@@ -152,8 +160,26 @@ class _Consumer(AiokafkaDriverConsumer):
             lowest.append(gaps.begin())
         return min(lowest, default=None)
 
+    def _forget_committed_acks(self, tp: TopicPartition) -> None:
+        """Drop acked offsets of ``tp`` below its committed offset.
+
+        A record read again gets acked again; acked while a commit past it was
+        under way, it lands below the new committed offset. Faust then commits
+        nothing for that round, and the stale offset hid a hole behind it from
+        :meth:`stranded` (a restarted worker's story stage waited for its stall
+        watch this way).
+        """
+        committed = self._committed_offset.get(tp)
+        acked = self._acked.get(tp)
+        if committed is None or not acked or min(acked) >= committed:
+            return
+        stale = [offset for offset in acked if offset < committed]
+        acked[:] = [offset for offset in acked if offset >= committed]
+        self._acked_index[tp].difference_update(stale)
+
     def _new_offset(self, tp: TopicPartition) -> int | None:
         # Faust's own check lets a commit skip the record at the committed offset when the next one is done.
+        self._forget_committed_acks(tp)
         committed = self._committed_offset.get(tp)
         lowest_done = self._lowest_done(tp)
         if committed is not None and lowest_done is not None and lowest_done > committed:
@@ -196,6 +222,7 @@ class _Consumer(AiokafkaDriverConsumer):
         for tp in self.assignment():
             if tp.topic not in topics:
                 continue
+            self._forget_committed_acks(tp)
             committed = self._committed_offset.get(tp)
             lowest_done = self._lowest_done(tp)
             if committed is not None and lowest_done is not None and lowest_done > committed:
