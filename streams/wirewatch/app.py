@@ -82,8 +82,7 @@ class _Consumer(AiokafkaDriverConsumer):
     the run of done offsets that follows the committed one. Its check counts
     the committed offset as the last record done, not the next one to do, so
     a hole of one record was committed past (lost) and a longer one never (a
-    commit stalled for good). The takeover and crash tests saw both, from two
-    causes:
+    commit stalled for good). The takeover and crash tests saw both:
 
     * Records out of order. Faust seeks its partitions to their committed
       offsets after a rebalance and after a table recovery while it still holds
@@ -94,7 +93,8 @@ class _Consumer(AiokafkaDriverConsumer):
       a record further on is held back with the rest of its batch and the
       fetcher is sent back to the expected offset. Should the record that comes
       first from there still be further on, the gap is real (expired records,
-      an upstream producer's transaction markers) and it is handed on.
+      an upstream producer's transaction markers): it is marked done and the
+      record handed on. Faust infers no gaps of its own on source partitions.
     * Records skipped yet acked. During a rebalance, and for records fetched
       before it, a stream skips a record without processing it and acks it all
       the same. Such acks are not recorded here: the record is read again.
