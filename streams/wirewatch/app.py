@@ -177,14 +177,26 @@ class _Consumer(AiokafkaDriverConsumer):
         acked[:] = [offset for offset in acked if offset >= committed]
         self._acked_index[tp].difference_update(stale)
 
-    def _new_offset(self, tp: TopicPartition) -> int | None:
-        # Faust's own check lets a commit skip the record at the committed offset when the next one is done.
+    def _commit_hole(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """The committed offset of ``tp`` and its lowest done offset, when the record at the first is not done
+        while a later one is."""
         self._forget_committed_acks(tp)
         committed = self._committed_offset.get(tp)
         lowest_done = self._lowest_done(tp)
         if committed is not None and lowest_done is not None and lowest_done > committed:
+            return committed, lowest_done
+        return None
+
+    def _new_offset(self, tp: TopicPartition) -> int | None:
+        # Faust's own check lets a commit skip the record at the committed offset when the next one is done.
+        if self._commit_hole(tp) is not None:
             return None
         return super()._new_offset(tp)
+
+    def assigned(self, topics: Iterable[str]) -> list[TopicPartition]:
+        """The partitions of ``topics`` assigned to this consumer."""
+        topics = set(topics)
+        return [tp for tp in self.assignment() if tp.topic in topics]
 
     def fetch_state(self, tp: TopicPartition) -> dict:
         """The fetcher's position, pause and highwater for ``tp``, and whether fetched records of it wait to be
@@ -217,16 +229,11 @@ class _Consumer(AiokafkaDriverConsumer):
         Either may show for a moment in normal work; only one that lasts means
         records are stranded.
         """
-        topics = set(topics)
         stranded = {}
-        for tp in self.assignment():
-            if tp.topic not in topics:
-                continue
-            self._forget_committed_acks(tp)
-            committed = self._committed_offset.get(tp)
-            lowest_done = self._lowest_done(tp)
-            if committed is not None and lowest_done is not None and lowest_done > committed:
-                stranded[(tp.topic, tp.partition)] = (committed, lowest_done, "not done while a later one is")
+        for tp in self.assigned(topics):
+            hole = self._commit_hole(tp)
+            if hole is not None:
+                stranded[(tp.topic, tp.partition)] = (*hole, "not done while a later one is")
                 continue
             next_offset = self._order.next_offset(tp)
             fetch = self.fetch_state(tp)
@@ -643,7 +650,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         from .kafka import end_offsets, committed_offsets
 
         # Only the topics agents consume are committed; changelog partitions are read, never committed.
-        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in source_topics]
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assigned(source_topics)]
         if not assigned:
             metrics.set_consumer_lag({})
             return
@@ -686,7 +693,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         Sooner than the stall watch, which sees only that the group's committed offset stands still.
         """
         consumer = app.consumer
-        if app.rebalancing or app.in_recovery or not isinstance(consumer, _Consumer):
+        if app.rebalancing or app.in_recovery:
             return
         found = consumer.stranded(source_topics)
         newly = stranded.observe(
@@ -757,23 +764,20 @@ def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> di
     }
 
 
-def _partition_offsets(consumer, tp: TopicPartition) -> dict:
+def _partition_offsets(consumer: _Consumer, tp: TopicPartition) -> dict:
     """Faust's read and committed offsets, its acked offsets not yet committed (how many, the lowest) and its
     gaps, the offset :class:`_Consumer` hands on next, and the fetcher's position, pause and highwater for
-    ``tp``; and whether fetched records of it wait to be taken. Faust commits only while the lowest acked
-    offset follows the committed one."""
+    ``tp``; and whether fetched records of it wait to be taken. A commit waits while the lowest acked offset
+    is above the committed one."""
     acked = consumer._acked.get(tp) or ()
-    offsets = {
+    return {
         "read": consumer._read_offset.get(tp),
         "committed": consumer._committed_offset.get(tp),
         "acked_not_committed": len(acked),
         "lowest_acked": min(acked, default=None),
         "gaps": len(consumer._gap.get(tp, ())),
-    }
-    if isinstance(consumer, _Consumer):
-        offsets["next"] = consumer.next_offset(tp)
-        offsets |= consumer.fetch_state(tp)
-    return offsets
+        "next": consumer.next_offset(tp),
+    } | consumer.fetch_state(tp)
 
 
 def _make_current(event: EventT) -> None:

@@ -88,7 +88,7 @@ def _worker_class(source_topics: frozenset[str]):
 
         def _dump_state(self) -> None:
             try:
-                sources = [tp for tp in self.app.consumer.assignment() if tp.topic in source_topics]
+                sources = self.app.consumer.assigned(source_topics)
                 logging.getLogger("wirewatch.worker").warning("consumer flow: %s", flow_state(self.app, sources))
             except Exception as error:  # a diagnostic must not take the worker down
                 logging.getLogger("wirewatch.worker").warning("consumer flow: unavailable (%r)", error)
