@@ -3,6 +3,8 @@
 import asyncio
 
 import pytest
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.protocol.metadata import MetadataResponse_v0
 from faust.types import TP
 from faust.types.tuples import Message
 
@@ -160,3 +162,41 @@ def test_faust_infers_no_gap_on_a_source_partition(consumer):
     consumer._committed_offset[TP(RAW, 0)] = 803
     asyncio.run(consumer._add_gap(TP(RAW, 0), 804, 878))
     assert not consumer._gap.get(TP(RAW, 0)), "records 804 to 878 would count as done unprocessed"
+
+
+class _AiokafkaConsumerSeenFromFaust:
+    """What ``ask_for_missing_topics`` reads of aiokafka's consumer: its subscription and its cluster metadata."""
+
+    def __init__(self, subscribed: set[str], known: set[str]) -> None:
+        self._subscribed = subscribed
+        self._client = self
+        self.cluster = ClusterMetadata()
+        self.cluster.update_metadata(MetadataResponse_v0(
+            [(1, "127.0.0.1", 9092)], [(0, topic, [(0, 0, 1, [1], [1])]) for topic in sorted(known)]))
+        self.metadata_requests = 0
+
+    def subscription(self) -> set[str]:
+        return self._subscribed
+
+    async def force_metadata_update(self) -> bool:
+        self.metadata_requests += 1
+        return True
+
+
+async def _on_this_loop(function, *args):
+    """Faust's consumer thread is not running here: its calls run on the test's loop."""
+    return await function(*args)
+
+
+def test_a_subscribed_topic_missing_from_the_metadata_makes_the_worker_ask_again(consumer):
+    candidates = "consumer-test.candidates"
+    consumer._thread._consumer = _AiokafkaConsumerSeenFromFaust({RAW, candidates}, known={RAW})
+    consumer._thread.call_thread = _on_this_loop
+    assert asyncio.run(consumer.ask_for_missing_topics()) == [candidates]
+    assert consumer._thread._consumer.metadata_requests == 1
+
+
+def test_no_metadata_request_while_every_subscribed_topic_is_known(consumer):
+    consumer._thread._consumer = _AiokafkaConsumerSeenFromFaust({RAW}, known={RAW, "elsewhere"})
+    assert asyncio.run(consumer.ask_for_missing_topics()) == []
+    assert consumer._thread._consumer.metadata_requests == 0

@@ -71,6 +71,8 @@ from .windows import HoppingWindows, WindowCount
 __all__ = ["WirewatchApp", "create_app", "flow_state", "STORY_SHARD_KEY"]
 
 STORY_SHARD_KEY = b"stories"
+#: How often the worker looks for subscribed topics the cluster metadata lacks (cheap: no request unless one is).
+_MISSING_TOPICS_CHECK_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +246,25 @@ class _Consumer(AiokafkaDriverConsumer):
             ):
                 stranded[(tp.topic, tp.partition)] = (next_offset, position, "fetched but never handed on")
         return stranded
+
+    async def ask_for_missing_topics(self) -> list[str]:
+        """Subscribed topics the consumer's cluster metadata lacks; when there are some, ask the cluster again.
+
+        A topic missing from the metadata at a group join gets no partitions
+        (Faust's assignor ignores it), and aiokafka rejoins once the topic
+        shows up in its metadata, which it refreshes every
+        ``metadata_max_age_ms`` (5 minutes). A broker busy loading after a
+        restart answered without topics created seconds before: the worker
+        read nothing for those 5 minutes.
+        """
+        consumer = self._thread._consumer
+        if consumer is None:
+            return []
+        cluster = consumer._client.cluster
+        missing = sorted(topic for topic in consumer.subscription() if cluster.partitions_for_topic(topic) is None)
+        if missing:
+            await self._thread.call_thread(consumer._client.force_metadata_update)
+        return missing
 
     def next_offset(self, tp: TopicPartition) -> int | None:
         """The offset of the record this consumer hands on next from a source partition, if known."""
@@ -707,6 +728,17 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
                         "reading again from %s", topic, partition, start, settings.stranded_seconds, how, beyond, start)
             metrics.stranded_reads.labels(topic).inc()
             await consumer.seek(TopicPartition(topic, partition), start)
+
+    @app.timer(_MISSING_TOPICS_CHECK_SECONDS)
+    async def ask_for_missing_topics() -> None:
+        """Join again with every topic once the cluster knows them all (see ``_Consumer.ask_for_missing_topics``)."""
+        try:
+            missing = await app.consumer.ask_for_missing_topics()
+        except (KafkaError, OSError) as error:
+            log.info("topic metadata not refreshed this round: %s", error)
+            return
+        if missing:
+            log.warning("topics %s are not in the cluster metadata yet; asked the cluster again", ", ".join(missing))
 
     @app.task
     async def follow_desk() -> None:
