@@ -98,6 +98,17 @@ class TestSeedPage:
         crlf = parse(seed_page.replace("\n", "\r\n"), source="nos", url="https://example.org/buitenland").briefs
         assert crlf == briefs
 
+    def test_only_the_briefs_keep_takes_are_built_the_others_counted(self, seed_page, briefs):
+        known = {brief.id for brief in briefs[:5]}
+        page = parse(seed_page, source="nos", url="https://example.org/buitenland",
+                     keep=lambda brief_id: brief_id not in known)
+        assert page.left_out == 5
+        assert page.briefs == briefs[5:], "the same briefs, positions on the page included"
+
+    def test_a_page_whose_briefs_keep_all_refuses_is_no_error(self, seed_page):
+        page = parse(seed_page, keep=lambda brief_id: False)
+        assert (page.briefs, page.left_out) == ([], 8)
+
     def test_the_envelope_can_give_the_lead_its_publication_time(self, seed_page):
         published = FETCHED - timedelta(hours=1, minutes=3)
         lead = parse(seed_page, lead_published_at=published).briefs[0]
@@ -306,3 +317,14 @@ def test_parse_age(text, delta, precision, language):
 @pytest.mark.parametrize("text", ["3 uur voor vertrek", "geleden", "3 uur", "morgen", ""])
 def test_parse_age_rejects_what_is_not_an_age(text):
     assert parse_age(text) is None
+
+
+@pytest.mark.parametrize("age", ["45 seconden geleden", "zojuist", "16 minuten geleden", "2 uur geleden",
+                                 "gisteren", "3 dagen geleden", "2 weken geleden", "90 seconds ago"])
+@pytest.mark.parametrize("fetched_at", [FETCHED, datetime(2026, 3, 1, 0, 0, 59, 999, tzinfo=timezone.utc),
+                                        datetime(2026, 1, 21, 23, 59, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))])
+def test_a_list_brief_is_published_at_its_fetch_time_minus_its_age_floored(age, fetched_at):
+    brief = parse(f"DEN HAAG (ANP) - Het kabinet valt.\n{age}", fetched_at=fetched_at).briefs[0]
+    expected = parse_age(age)
+    assert brief.published_at == expected.published_at(fetched_at)
+    assert brief.published_at_precision == expected.precision

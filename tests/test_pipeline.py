@@ -170,6 +170,7 @@ def test_recent_ids_forget_the_least_recently_seen_first():
     assert len(recent) == 2
     assert recent.add("a") is False  # "a" was seen again after "b", so "b" went first
     assert recent.add("b") is True
+    assert "b" in recent and "c" not in recent
     assert RecentIds(0).add("a") and RecentIds(0).add("a")
 
 

@@ -435,6 +435,8 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
                     max_page_bytes=settings.max_page_bytes,
                     dead_letter_max_original_bytes=settings.dead_letter_max_original_bytes,
                     max_briefs_per_page=settings.max_briefs_per_page,
+                    # Repeats are dropped unbuilt: most of a snapshot was forwarded with an earlier one.
+                    keep=lambda brief_id: brief_id not in forwarded,
                 )
             except Exception as error:  # a parser bug must not stop the stream
                 log.exception("split_pages: unexpected error at %s/%s", record.partition, record.offset)
@@ -452,10 +454,10 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
             metrics.raw_bytes.labels(source).inc(len(record.value or b""))
             for letter in outcome.dead_letters:
                 await publish_dead_letter(letter, record.key)
-            repeats = 0
+            repeats = outcome.left_out
             # Oldest first: later stages see a page's briefs in event-time order.
             for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
-                if not forwarded.add(brief.id):
+                if not forwarded.add(brief.id):  # a page that repeats a brief of its own
                     repeats += 1
                     continue
                 await candidates_topic.send(

@@ -19,9 +19,10 @@ import functools
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from .errors import ParseError
 from .markup import html_to_text, looks_like_html
@@ -93,6 +94,29 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+_PRECISION_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def _floor(moment: datetime, precision: str) -> datetime:
+    if precision == "minute":
+        return moment.replace(second=0, microsecond=0)
+    if precision == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class _FetchFloors(dict):
+    """``fetched_at`` floored to each precision, worked out once per page on first use."""
+
+    def __init__(self, fetched_at: datetime) -> None:
+        super().__init__()
+        self.fetched_at = fetched_at
+
+    def __missing__(self, precision: str) -> datetime:
+        floor = self[precision] = _floor(self.fetched_at, precision)
+        return floor
+
+
 @dataclass(frozen=True)
 class Age:
     """A relative age as printed on a page."""
@@ -104,12 +128,17 @@ class Age:
 
     def published_at(self, fetched_at: datetime) -> datetime:
         """``fetched_at`` minus the age, floored to the age's precision."""
-        moment = fetched_at - self.delta
-        if self.precision == "minute":
-            return moment.replace(second=0, microsecond=0)
-        if self.precision == "hour":
-            return moment.replace(minute=0, second=0, microsecond=0)
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        return _floor(fetched_at - self.delta, self.precision)
+
+    @functools.cached_property
+    def _whole_steps(self) -> bool:
+        return self.delta % _PRECISION_STEP[self.precision] == timedelta(0)
+
+    def _published_at_from(self, floors: _FetchFloors) -> datetime:
+        # An age of whole minutes (hours, days) moves the floored fetch time by itself: no flooring per brief.
+        if self._whole_steps:
+            return floors[self.precision] - self.delta
+        return self.published_at(floors.fetched_at)
 
 
 def parse_age(text: str) -> Age | None:
@@ -155,14 +184,14 @@ class ParsedPage:
     section: str | None
     language: str | None
     rejected: list[Rejected] = field(default_factory=list)
+    #: Briefs read but not built: their ids were refused by ``parse_page``'s ``keep``.
+    left_out: int = 0
 
 
-@dataclass
-class _Fragment:
-    kind: str
+@dataclass(frozen=True)
+class _Lead:
     body: str
     headline: str | None = None
-    age: Age | None = None
 
 
 def brief_id(city: str | None, agencies: list[str], text: str) -> str:
@@ -235,47 +264,52 @@ def _detect_page_language(text: str, section_marker: str | None) -> str | None:
 
 
 def _age_from_match(match: re.Match[str]) -> Age:
-    if match.group("age") is not None:
-        return _age_from_groups(match.group("age"), match.group("count"), match.group("unit"), match.group("word"))
-    return _age_from_groups(
-        match.group("glued"), match.group("g_count"), match.group("g_unit"), match.group("g_word")
-    )
+    text = match.group("age")
+    if text is not None:
+        return _age_from_groups(text, *match.group("count", "unit", "word"))
+    return _age_from_groups(match.group("glued"), *match.group("g_count", "g_unit", "g_word"))
 
 
-def _lead_fragment(region: str) -> _Fragment | None:
+def _lead(region: str) -> _Lead | None:
     lines = [line for line in region.split("\n")]
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
         return None
     if _opens_with_dateline(lines[0]):
-        return _Fragment("lead", "\n".join(lines))
+        return _Lead("\n".join(lines))
     if len(lines) > 1 and _opens_with_dateline(lines[1]):
-        return _Fragment("lead", "\n".join(lines[1:]), headline=lines[0].strip())
+        return _Lead("\n".join(lines[1:]), headline=lines[0].strip())
     return None
 
 
-def _list_fragments(region: str) -> list[_Fragment]:
-    fragments: list[_Fragment] = []
+def _list_items(region: str) -> list[tuple[_Item, Age | None]]:
+    """Every item of a list region in page order, with the age that closes it (None where none is printed)."""
+    items: list[tuple[_Item, Age | None]] = []
     start = 0
     for match in _closing_ages(region):
-        fragments.extend(_briefs_in(region[start : match.start()], _age_from_match(match)))
+        chunk_items = _chunk_items(region[start : match.start()])
+        if chunk_items:
+            # Only the last item before a closing age is closed by it.
+            items.extend((item, None) for item in chunk_items[:-1])
+            items.append((chunk_items[-1], _age_from_match(match)))
         start = match.end()
-    fragments.extend(_briefs_in(region[start:], None))
-    return fragments
-
-
-def _briefs_in(chunk: str, age: Age | None) -> list[_Fragment]:
-    """Briefs between two closing ages; only the last one is closed by ``age``."""
-    fragments = [_Fragment("brief", body) for body in _item_bodies(chunk)]
-    if fragments:
-        fragments[-1].age = age
-    return fragments
+    items.extend((item, None) for item in _chunk_items(region[start:]))
+    return items
 
 
 @functools.lru_cache(maxsize=8192)
+def _chunk_items(chunk: str) -> tuple[_Item, ...]:
+    """The items in the text between two closing ages.
+
+    Cached: every snapshot of a page repeats most of its items word for word,
+    each between the same two ages' positions.
+    """
+    return tuple(_item(body, "brief") for body in _item_bodies(chunk))
+
+
 def _item_bodies(chunk: str) -> tuple[str, ...]:
-    """The items in the text between two closing ages (cached like :func:`_item`).
+    """The items in the text between two closing ages.
 
     Several line-opening datelines in one chunk are briefs whose ages are
     missing from the page.
@@ -301,6 +335,7 @@ def parse_page(
     section: str | None = None,
     lead_published_at: datetime | None = None,
     max_briefs: int = 500,
+    keep: Callable[[str], bool] | None = None,
 ) -> ParsedPage:
     """Split ``page`` into briefs.
 
@@ -313,6 +348,10 @@ def parse_page(
     rejects the rest (reason ``too_many_briefs``), which bounds the work and
     memory one page can cost. An age over :data:`MAX_AGE` is not believed: the
     brief keeps its ``age_text`` but gets no ``published_at``.
+
+    ``keep``, when given, decides by brief id which briefs are built; the
+    others are only counted (``left_out``). A worker that has forwarded most
+    of a snapshot's briefs already builds models for the new ones alone.
 
     Raises :class:`ParseError` when the page holds no brief at all.
     """
@@ -330,85 +369,99 @@ def parse_page(
     else:
         lead_region, list_region, marker_word = text, "", None
         # A page that is only a list has no header but does have closing ages.
-        if _lead_fragment(text) is None or _opens_with_dateline(text):
+        if _lead(text) is None or _opens_with_dateline(text):
             if next(_closing_ages(text), None) is not None:
                 lead_region, list_region = "", text
 
-    fragments: list[_Fragment] = []
-    lead = _lead_fragment(lead_region)
+    lead = _lead(lead_region)
+    # (kind, item, closing age, headline) in page order
+    entries: list[tuple[str, _Item, Age | None, str | None]] = []
     if lead is not None:
-        fragments.append(lead)
-    fragments.extend(_list_fragments(list_region))
+        entries.append(("lead", _item(lead.body, "lead"), None, lead.headline))
+    entries.extend(("brief", item, age, None) for item, age in _list_items(list_region))
     language = _detect_page_language(text, marker_word)
 
     briefs: list[Brief] = []
     rejected: list[Rejected] = []
-    if len(fragments) > max_briefs:
-        extra = len(fragments) - max_briefs
+    if len(entries) > max_briefs:
+        extra = len(entries) - max_briefs
         rejected.append(
-            Rejected("too_many_briefs", f"the page has {len(fragments)} items; only the first {max_briefs} are read",
+            Rejected("too_many_briefs", f"the page has {len(entries)} items; only the first {max_briefs} are read",
                      "", extra)
         )
-        fragments = fragments[:max_briefs]
-    for fragment in fragments:
-        city, agencies, body, identity = _item(fragment.body, fragment.kind)
+        entries = entries[:max_briefs]
+    floors = _FetchFloors(fetched_at)
+    position = left_out = 0
+    for kind, item, age, headline in entries:
+        city = item.city
         if city is None:
-            rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", fragment.body.strip()))
+            rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", item.printed))
             continue
-        if not body:
-            rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", fragment.body.strip()))
+        if not item.text:
+            rejected.append(Rejected("empty_text", f"the {city} dateline has no text after it", item.printed))
             continue
-        if fragment.age is not None and fragment.age.delta <= MAX_AGE:
-            published_at = fragment.age.published_at(fetched_at)
-            precision: Precision | None = fragment.age.precision
-        elif fragment.kind == "lead" and lead_published_at is not None:
+        position += 1
+        if keep is not None and not keep(item.id):
+            left_out += 1
+            continue
+        if age is not None and age.delta <= MAX_AGE:
+            published_at = age._published_at_from(floors)
+            precision: Precision | None = age.precision
+        elif kind == "lead" and lead_published_at is not None:
             published_at, precision = lead_published_at, "second"
         else:
             published_at, precision = None, None
         briefs.append(
             Brief(
-                id=identity,
-                kind="lead" if fragment.kind == "lead" else "brief",
+                id=item.id,
+                kind=kind,
                 source=source,
                 section=section,
                 city=city,
-                agencies=list(agencies),
-                headline=fragment.headline,
-                text=body,
+                agencies=item.agencies,
+                headline=headline,
+                text=item.text,
                 language=language,
                 published_at=published_at,
                 published_at_precision=precision,
-                age_text=fragment.age.text if fragment.age else None,
+                age_text=age.text if age else None,
                 fetched_at=fetched_at,
                 event_time=published_at or fetched_at,
                 url=url,
-                position=len(briefs),
+                position=position - 1,
             )
         )
-    if not briefs:
+    if not briefs and not left_out:
         if rejected:
             first = rejected[0]
             raise ParseError(first.reason, first.message)
         raise ParseError("no_briefs", "no dateline such as 'CITY (AGENCY) - ' found on the page")
-    return ParsedPage(briefs=briefs, section=section, language=language, rejected=rejected)
+    return ParsedPage(briefs=briefs, section=section, language=language, rejected=rejected, left_out=left_out)
+
+
+class _Item(NamedTuple):
+    """One item of a page, read."""
+
+    city: str | None  # None: it does not open with a dateline
+    agencies: tuple[str, ...]
+    text: str  # tidy text after the dateline; empty when there is none
+    id: str  # empty without text
+    printed: str  # the item as the page prints it, for rejections
 
 
 @functools.lru_cache(maxsize=8192)
-def _item(fragment: str, kind: str) -> tuple[str | None, tuple[str, ...], str, str]:
-    """City (None without a dateline), agencies, tidy text and brief id of one item (text and id empty without text).
-
-    Cached: every snapshot of a page repeats most of its items word for word.
-    """
+def _item(fragment: str, kind: str) -> _Item:
+    """A list brief or lead as read from its text (cached like :func:`_chunk_items`)."""
     city, agencies, body = _split_dateline(fragment)
     if city is None or not body:
-        return city, tuple(agencies), "", ""
+        return _Item(city, tuple(agencies), "", "", fragment.strip())
     body = _collapse(body) if kind == "brief" else _tidy_paragraphs(body)
-    return city, tuple(agencies), body, brief_id(city, agencies, body)
+    return _Item(city, tuple(agencies), body, brief_id(city, agencies, body), fragment.strip())
 
 
 def clear_caches() -> None:
     """Forget the cached items and ages, as a fresh process would (benchmarks measure cold starts)."""
-    for cached in (_item, _item_bodies, _age_from_groups):
+    for cached in (_item, _chunk_items, _age_from_groups):
         cached.cache_clear()
 
 

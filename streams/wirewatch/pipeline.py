@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -42,6 +42,8 @@ class Outcome:
     briefs: list[Brief]
     dead_letters: list[DeadLetter]
     envelope: Envelope | None = None
+    #: Briefs on the page that ``keep`` refused (see :func:`~wirewatch.parser.parse_page`).
+    left_out: int = 0
 
 
 def decode_envelope(record: RawRecord, *, max_page_bytes: int) -> Envelope:
@@ -113,12 +115,16 @@ def split_record(
     dead_letter_max_original_bytes: int,
     max_briefs_per_page: int = 500,
     now: datetime | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> Outcome:
-    """Briefs and dead letters of one raw record. Never raises on bad input."""
+    """Briefs and dead letters of one raw record (only the briefs whose ids ``keep`` takes, when given).
+
+    Never raises on bad input.
+    """
     try:
         envelope = decode_envelope(record, max_page_bytes=max_page_bytes)
         check_fetch_time(envelope, now or datetime.now(timezone.utc))
-        page = parse_envelope(envelope, max_briefs=max_briefs_per_page)
+        page = parse_envelope(envelope, max_briefs=max_briefs_per_page, keep=keep)
     except RejectedInput as error:
         letter = dead_letter(record, error.reason, error.message, max_original_bytes=dead_letter_max_original_bytes)
         return Outcome(briefs=[], dead_letters=[letter])
@@ -136,7 +142,7 @@ def split_record(
         )
         for reason, count in counts.items()
     ]
-    return Outcome(briefs=page.briefs, dead_letters=letters, envelope=envelope)
+    return Outcome(briefs=page.briefs, dead_letters=letters, envelope=envelope, left_out=page.left_out)
 
 
 #: Producers' clocks may run a little ahead; more than this is a bad fetch time.
@@ -156,7 +162,9 @@ def check_fetch_time(envelope: Envelope, now: datetime) -> None:
             raise DecodeError("time_out_of_range", f"{name} {moment.isoformat()} is before {EARLIEST_FETCH.year}")
 
 
-def parse_envelope(envelope: Envelope, *, max_briefs: int = 500) -> ParsedPage:
+def parse_envelope(
+    envelope: Envelope, *, max_briefs: int = 500, keep: Callable[[str], bool] | None = None
+) -> ParsedPage:
     """Parse the page an envelope carries."""
     return parse_page(
         envelope.body,
@@ -166,6 +174,7 @@ def parse_envelope(envelope: Envelope, *, max_briefs: int = 500) -> ParsedPage:
         section=envelope.section,
         lead_published_at=envelope.published_at,
         max_briefs=max_briefs,
+        keep=keep,
     )
 
 
@@ -208,6 +217,9 @@ class RecentIds:
 
     def clear(self) -> None:
         self._ids.clear()
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
 
     def add(self, item: str) -> bool:
         """Remember ``item``; False when it was already remembered."""
