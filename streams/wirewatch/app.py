@@ -467,6 +467,7 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
                     force=True,
                 )
             repeats_at_split.inc(repeats)
+            await asyncio.sleep(0)
 
     @app.agent(candidates_topic, name="deduplicate_briefs")
     async def deduplicate_briefs(stream: faust.StreamT) -> None:
