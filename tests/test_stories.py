@@ -13,7 +13,7 @@ import pytest
 
 from wirewatch.backtest import read_counts, run_backtest
 from wirewatch.clustering import ClusterConfig
-from wirewatch.engine import EngineState, StoryEngine
+from wirewatch.engine import EngineState, HeldWrites, StoryEngine
 from wirewatch.models import ClusterInput
 from wirewatch.parser import parse_page
 from wirewatch.spikes import DetectorConfig, TopicHistory, negative_binomial_tail, surprise
@@ -420,3 +420,68 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
         assert state.stories[final.story_ids[0]]["count"] == 4, cut
         if ("topic_history" in kept) == ("topic_counts" in kept):
             assert final.count == 4 and set(final.brief_ids) == greenland, cut
+
+
+class _CountingStore(dict):
+    """A dict that counts writes and deletions, as a Faust table's changelog would record them."""
+
+    writes = 0
+
+    def __setitem__(self, key, value) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self.writes += 1
+        super().__delitem__(key)
+
+
+def test_held_writes_reach_the_store_once_per_key_when_applied():
+    store = _CountingStore(old=1, gone=2)
+    held = HeldWrites(store)
+    for count in range(1, 11):
+        held["greenland"] = count
+    del held["gone"]
+    assert (held["greenland"], "gone" in held, sorted(held), len(held)) == (10, False, ["greenland", "old"], 2)
+    with pytest.raises(KeyError):
+        held["gone"]
+    assert store == {"old": 1, "gone": 2} and store.writes == 0, "nothing reaches the store before apply"
+    assert held.apply() == 2
+    assert store == {"old": 1, "greenland": 10} and store.writes == 2
+    held["fresh"] = 1
+    del held["fresh"]
+    held.apply()
+    assert "fresh" not in store and store.writes == 2, "a key written and deleted within a batch never reaches it"
+
+
+def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
+    from wirewatch.simulation import Scenario, simulate
+
+    scenario = Scenario(hours=12, seed=5, spikes=4, snapshot_every=86400)
+    briefs = sorted(simulate(scenario, datetime(2026, 3, 2, tzinfo=timezone.utc)).briefs, key=lambda b: b.published_at)
+    inputs = [ClusterInput(id=b.id, text=b.text, headline=b.headline, published_at=b.published_at) for b in briefs]
+
+    def run(batch_size: int | None) -> tuple[list, list, dict]:
+        config = DetectorConfig()
+        plain = EngineState.in_memory(config)
+        state = plain
+        if batch_size is not None:
+            state = EngineState(HeldWrites({}), HeldWrites({}), HeldWrites({}), HeldWrites({}),
+                                plain.topic_counts, plain.story_counts, {})
+        stories = StoryEngine(extractor, config, ClusterConfig(), state)
+        alerts, story_ids = [], []
+        for start in range(0, len(inputs), batch_size or 1):
+            results = [stories.apply(brief) for brief in inputs[start : start + (batch_size or 1)]]
+            if batch_size is not None:
+                for mapping in (state.stories, state.topic_history, state.alerts, state.stream):
+                    mapping.apply()
+            for result in results:
+                stories.mark_processed(result)
+                alerts += [(a.id, a.revision, a.count) for a in result.alerts]
+                story_ids.append(result.story.id)
+        store = state.stories.store if batch_size is not None else state.stories
+        return alerts, story_ids, {key: value["count"] for key, value in store.items()}
+
+    plain = run(None)
+    assert plain[0], "the scenario raises alerts"
+    assert run(7) == plain

@@ -43,6 +43,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,7 +59,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from .desk import DeskView
-from .engine import EngineState, StoryEngine, create_engine
+from .engine import EngineState, HeldWrites, StoryEngine, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .ordering import Admission, OffsetOrder
@@ -343,20 +344,24 @@ class WirewatchApp:
 class FaustWindowCounts:
     """:class:`~wirewatch.windows.WindowCounts` over a tumbling Faust table of ``step``-long buckets.
 
-    A hopping window's count is the sum of its buckets.
+    A hopping window's count is the sum of its buckets. Counts added are held
+    until :meth:`apply`, like :class:`~wirewatch.engine.HeldWrites`: a batch
+    of briefs on one topic adds to its bucket with one changelog record.
     """
 
     def __init__(self, table, windows: HoppingWindows) -> None:
         self.table = table
         self.windows = windows
+        self._held: Counter[tuple[str, float]] = Counter()
 
     def add(self, key: str, timestamp: float) -> None:
-        self.table.relative_to(timestamp)[key] += 1
+        self._held[(key, timestamp - timestamp % self.windows.step)] += 1
 
     def counts(self, key: str, timestamp: float) -> list[WindowCount]:
         ranges = self.windows.ranges(timestamp)
+        held = self._held
         buckets = {
-            start: self.table.relative_to(start)[key].value()
+            start: self.table.relative_to(start)[key].value() + held.get((key, start), 0)
             for start in dict.fromkeys(step for window_start, _ in ranges for step in self.windows.steps(window_start))
         }
         return [
@@ -370,6 +375,16 @@ class FaustWindowCounts:
         table = self.table.table
         for stored in [k for k in table.data.keys() if k[1][0] + last_end < cutoff]:
             del table[stored]
+        for held in [held for held in self._held if held[1] + last_end < cutoff]:
+            del self._held[held]
+
+    def apply(self) -> int:
+        """Add the held counts to the table; return how many buckets it wrote."""
+        for (key, start), count in self._held.items():
+            self.table.relative_to(start)[key] += count
+        applied = len(self._held)
+        self._held.clear()
+        return applied
 
 
 def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> TopicT:
@@ -522,24 +537,24 @@ def _declare_story_stage(
 
     topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
     story_windows = window_table("story-step-counts", "Briefs per story and window step.")
-    state = EngineState(
-        stories=state_table("stories", "Story id → active story state."),
-        topic_history=state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
-        alerts=state_table("alert-state", "Topic → its active alert, or the topic covering it."),
-        stream=state_table("stream-clock", "observed_since and watermark of the story stream."),
-        topic_counts=FaustWindowCounts(topic_windows, windows),
-        story_counts=FaustWindowCounts(story_windows, windows),
-        processed=state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
-    )
-    engine = create_engine(settings, state)
     tables = {
-        "stories": state.stories,
-        "topic-history": state.topic_history,
-        "alert-state": state.alerts,
-        "processed-briefs": state.processed,
+        "stories": state_table("stories", "Story id → active story state."),
+        "topic-history": state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
+        "alert-state": state_table("alert-state", "Topic → its active alert, or the topic covering it."),
+        "stream-clock": state_table("stream-clock", "observed_since and watermark of the story stream."),
+        "processed-briefs": state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
         "topic-step-counts": topic_windows.table,
         "story-step-counts": story_windows.table,
     }
+    # The state a batch changes reaches the tables once per key at the batch's end (see the agent);
+    # the processed marks go straight to their table, after everything else.
+    held = [
+        HeldWrites(tables[name]) for name in ("stories", "topic-history", "alert-state", "stream-clock")
+    ] + [FaustWindowCounts(topic_windows, windows), FaustWindowCounts(story_windows, windows)]
+    stories, topic_history, alerts, stream, topic_counts, story_counts = held
+    state = EngineState(stories=stories, topic_history=topic_history, alerts=alerts, stream=stream,
+                        topic_counts=topic_counts, story_counts=story_counts, processed=tables["processed-briefs"])
+    engine = create_engine(settings, state)
 
     @app.agent(story_input_topic, name="track_stories")
     async def track_stories(stream: faust.StreamT) -> None:
@@ -585,6 +600,12 @@ def _declare_story_stage(
                         timestamp=alert.detected_at.timestamp(),
                         force=True,
                     )
+            if applied:
+                # Faust sends a table write to the changelog partition of the current event's partition: all
+                # the batch's events share one (the story input has one key).
+                _make_current(applied[-1][1])
+                for writes in held:
+                    writes.apply()
             # Changelog writes to different tables reach the broker in no set
             # order, and kill -9 can cut them anywhere. Marking the batch only
             # once the rest of its writes are on the broker means a mark that

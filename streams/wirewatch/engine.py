@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -36,7 +36,7 @@ from .spikes import DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
 
-__all__ = ["EngineState", "EngineResult", "SpikeTracker", "StoryEngine", "create_engine", "alert_id"]
+__all__ = ["EngineState", "EngineResult", "HeldWrites", "SpikeTracker", "StoryEngine", "create_engine", "alert_id"]
 
 _SEVERITIES = ("medium", "high", "critical")
 
@@ -57,6 +57,63 @@ class EngineState:
     def in_memory(cls, config: DetectorConfig) -> "EngineState":
         windows = HoppingWindows(config.window_size, config.window_step)
         return cls({}, {}, {}, {}, HoppingCounts(windows), HoppingCounts(windows), {})
+
+
+_DELETED, _NOT_HELD = object(), object()
+
+
+class HeldWrites(MutableMapping[str, object]):
+    """A mapping over ``store`` that holds its writes and deletions until :meth:`apply`; reads see them at once.
+
+    Every write to a Faust table is a changelog record. A batch of briefs on
+    one spiking topic writes that topic's state once per brief; held, it
+    reaches the table once per batch.
+    """
+
+    def __init__(self, store: MutableMapping) -> None:
+        self.store = store
+        self._held: dict[str, object] = {}
+
+    def __getitem__(self, key: str):
+        value = self._held.get(key, _NOT_HELD)
+        if value is _NOT_HELD:
+            return self.store[key]
+        if value is _DELETED:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value) -> None:
+        self._held[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._held[key] = _DELETED
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._held:
+            return self._held[key] is not _DELETED
+        return key in self.store
+
+    def __iter__(self) -> Iterator[str]:
+        held = self._held
+        yield from (key for key in list(self.store) if key not in held)
+        yield from (key for key, value in list(held.items()) if value is not _DELETED)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def apply(self) -> int:
+        """Write what is held to the store; return how many keys it wrote or deleted."""
+        store = self.store
+        for key, value in self._held.items():
+            if value is not _DELETED:
+                store[key] = value
+            elif key in store:
+                del store[key]
+        applied = len(self._held)
+        self._held.clear()
+        return applied
 
 
 @dataclass
