@@ -452,6 +452,9 @@ def test_held_writes_reach_the_store_once_per_key_when_applied():
     del held["fresh"]
     held.apply()
     assert "fresh" not in store and store.writes == 2, "a key written and deleted within a batch never reaches it"
+    held["greenland"] = 11
+    held.discard()
+    assert (held["greenland"], held.apply(), store.writes) == (10, 0, 2), "a discarded batch leaves the store alone"
 
 
 def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):

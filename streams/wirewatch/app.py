@@ -378,6 +378,10 @@ class FaustWindowCounts:
         for held in [held for held in self._held if held[1] + last_end < cutoff]:
             del self._held[held]
 
+    def discard(self) -> None:
+        """Forget the held counts: the table stays as it was."""
+        self._held.clear()
+
     def apply(self) -> int:
         """Add the held counts to the table; return how many buckets it wrote."""
         for (key, start), count in self._held.items():
@@ -600,6 +604,15 @@ def _declare_story_stage(
                         timestamp=alert.detected_at.timestamp(),
                         force=True,
                     )
+            if any(event.message.generation_id != app.consumer_generation_id for _, event in applied):
+                # A rebalance came since these records were fetched: they will be read again, here or by the
+                # worker that took the partition, and their acks are not recorded (see _Consumer.ack). Nothing
+                # of the batch may reach the tables, least of all marks vouching for state that was not written.
+                for writes in held:
+                    writes.discard()
+                log.info("track_stories: a rebalance came since a batch of %s briefs was fetched; "
+                         "it will be read again", len(applied))
+                continue
             if applied:
                 # Faust sends a table write to the changelog partition of the current event's partition: all
                 # the batch's events share one (the story input has one key).

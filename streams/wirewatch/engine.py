@@ -103,6 +103,10 @@ class HeldWrites(MutableMapping[str, object]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def discard(self) -> None:
+        """Forget what is held: the store stays as it was."""
+        self._held.clear()
+
     def apply(self) -> int:
         """Write what is held to the store; return how many keys it wrote or deleted."""
         store = self.store
