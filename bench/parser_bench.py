@@ -45,7 +45,8 @@ def split_all(pages: list[bytes], *, new_only: bool) -> tuple[float, int]:
     for value in pages:
         outcome = split_record(RawRecord(value=value), max_page_bytes=921600, dead_letter_max_original_bytes=65536,
                                now=now, keep=keep)
-        forwarded.update(brief.id for brief in outcome.briefs)
+        if new_only:
+            forwarded.update(brief.id for brief in outcome.briefs)
         briefs += len(outcome.briefs) + outcome.left_out
     return time.perf_counter() - started, briefs
 

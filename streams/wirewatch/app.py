@@ -382,13 +382,11 @@ class FaustWindowCounts:
         """Forget the held counts: the table stays as it was."""
         self._held.clear()
 
-    def apply(self) -> int:
-        """Add the held counts to the table; return how many buckets it wrote."""
+    def apply(self) -> None:
+        """Add the held counts to the table."""
         for (key, start), count in self._held.items():
             self.table.relative_to(start)[key] += count
-        applied = len(self._held)
         self._held.clear()
-        return applied
 
 
 def _bytes_topic(app: faust.App, name: str, settings: Settings, **options) -> TopicT:
@@ -552,12 +550,16 @@ def _declare_story_stage(
     }
     # The state a batch changes reaches the tables once per key at the batch's end (see the agent);
     # the processed marks go straight to their table, after everything else.
-    held = [
-        HeldWrites(tables[name]) for name in ("stories", "topic-history", "alert-state", "stream-clock")
-    ] + [FaustWindowCounts(topic_windows, windows), FaustWindowCounts(story_windows, windows)]
-    stories, topic_history, alerts, stream, topic_counts, story_counts = held
-    state = EngineState(stories=stories, topic_history=topic_history, alerts=alerts, stream=stream,
-                        topic_counts=topic_counts, story_counts=story_counts, processed=tables["processed-briefs"])
+    state = EngineState(
+        stories=HeldWrites(tables["stories"]),
+        topic_history=HeldWrites(tables["topic-history"]),
+        alerts=HeldWrites(tables["alert-state"]),
+        stream=HeldWrites(tables["stream-clock"]),
+        topic_counts=FaustWindowCounts(topic_windows, windows),
+        story_counts=FaustWindowCounts(story_windows, windows),
+        processed=tables["processed-briefs"],
+    )
+    held = [state.stories, state.topic_history, state.alerts, state.stream, state.topic_counts, state.story_counts]
     engine = create_engine(settings, state)
 
     @app.agent(story_input_topic, name="track_stories")
