@@ -176,11 +176,11 @@ async def follow_topics(
                         client.seek(tp, position)
                     since_ms = int((time.time() - since_seconds) * 1000)
                     starts = await client.offsets_for_times({tp: since_ms for tp in new})
+                    # Nothing since then: start at the end offset as it is now. A lazy seek_to_end would take the
+                    # end as of the first fetch, skipping whatever was appended in between.
+                    ends = await client.end_offsets([tp for tp in new if starts.get(tp) is None])
                     for tp in new:
-                        if starts.get(tp) is not None:
-                            client.seek(tp, starts[tp].offset)
-                        else:
-                            await client.seek_to_end(tp)
+                        client.seek(tp, starts[tp].offset if starts.get(tp) is not None else ends[tp])
             if not assigned:
                 await asyncio.sleep(1.0)
                 continue
