@@ -55,16 +55,6 @@ def test_an_unknown_partition_takes_whatever_comes_first_then_expects_order():
     assert order.admit(PARTITION, 42) is Admission.HOLD_BACK
 
 
-def test_a_log_start_learnt_late_does_not_override_what_was_handed_on_meanwhile():
-    order = OffsetOrder()
-    order.reset({})
-    order.admit(PARTITION, 0)
-    order.expect_unless_known(PARTITION, 0)
-    assert order.next_offset(PARTITION) == 1
-    order.expect_unless_known(("wire.raw", 1), 0)
-    assert order.next_offset(("wire.raw", 1)) == 0
-
-
 def test_seeking_sets_the_expectation_and_forgetting_drops_it():
     order = OffsetOrder()
     order.reset({PARTITION: 10, ("wire.raw", 1): 3})
@@ -91,8 +81,10 @@ def consumer():
     return consumer
 
 
-def _message(topic: str, offset: int, generation_id: int) -> Message:
-    return Message(topic, 0, offset, 0.0, None, None, b"", b"", 0, 0, tp=TP(topic, 0), generation_id=generation_id)
+def _message(topic: str, offset: int, generation_id: int, partition: int = 0) -> Message:
+    return Message(
+        topic, partition, offset, 0.0, None, None, b"", b"", 0, 0, tp=TP(topic, partition), generation_id=generation_id
+    )
 
 
 def _recorded(consumer, topic: str) -> list[int]:
@@ -156,6 +148,32 @@ def test_an_offset_acked_again_below_the_committed_one_does_not_hide_a_hole(cons
     assert consumer._new_offset(TP(RAW, 0)) is None
     consumer.ack(_message(RAW, 59, generation_id=4))
     assert consumer._new_offset(TP(RAW, 0)) == 62
+
+
+def test_a_partition_never_committed_is_read_again_from_its_log_start_and_not_committed_past_it(consumer):
+    committed, never_committed, committed_at_zero = TP(RAW, 0), TP(RAW, 1), TP(RAW, 2)
+    consumer.assignment = lambda: {committed, never_committed, committed_at_zero}
+    sought = {}
+
+    async def seek_to_committed():  # aiokafka's: it seeks only partitions committed past 0
+        return {committed: 45, never_committed: None, committed_at_zero: 0}
+
+    async def earliest_offsets(*partitions):
+        return {tp: 3 for tp in partitions}
+
+    async def seek_fetcher(tp, offset):
+        sought[tp] = offset
+
+    consumer.seek_to_committed, consumer.earliest_offsets, consumer._seek = seek_to_committed, earliest_offsets, seek_fetcher
+    asyncio.run(consumer.perform_seek())
+    assert sought == {never_committed: 3, committed_at_zero: 3}, "records skipped before the seek are read again"
+    assert consumer.next_offset(never_committed) == 3
+
+    consumer.ack(_message(RAW, 4, generation_id=4, partition=1))
+    assert consumer._new_offset(never_committed) is None, "Faust's own check would commit 5, skipping 3"
+    assert consumer.stranded([RAW]) == {(RAW, 1): (3, 4, "not done while a later one is")}
+    consumer.ack(_message(RAW, 3, generation_id=4, partition=1))
+    assert consumer._new_offset(never_committed) == 5
 
 
 def test_faust_infers_no_gap_on_a_source_partition(consumer):

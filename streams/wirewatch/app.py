@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import faust
 import orjson
@@ -59,7 +60,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from .desk import DeskView
-from .engine import EngineState, HeldWrites, StoryEngine, create_engine
+from .engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .ordering import Admission, OffsetOrder
@@ -102,6 +103,13 @@ class _Consumer(AiokafkaDriverConsumer):
       before it, a stream skips a record without processing it and acks it all
       the same. Such acks are not recorded here: the record is read again.
 
+    * A partition never committed. Faust's seek to the committed offsets
+      (aiokafka's ``seek_to_committed``) leaves a partition without a committed
+      offset, or committed at 0, where its fetcher stands, so records skipped
+      before the seek were never read again, and Faust, knowing no committed
+      offset, committed past them. This consumer seeks such a partition to its
+      log start, and counts from there as from a committed offset.
+
     Besides, a commit never skips the record at the committed offset while it is
     not done, and :meth:`stranded` finds where records wait that nothing will
     process, for the worker to read them again.
@@ -115,6 +123,8 @@ class _Consumer(AiokafkaDriverConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._order = OffsetOrder()
+        #: Per source partition, where reading started at the last seek to the committed offsets.
+        self._start_offsets: dict[TopicPartition, int] = {}
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -122,12 +132,16 @@ class _Consumer(AiokafkaDriverConsumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         sources = [tp for tp in self.assignment() if acks_enabled_for(tp.topic)]
         committed = {tp: self._read_offset.get(tp) for tp in sources}
-        self._order.reset({tp: offset for tp, offset in committed.items() if offset is not None})
-        never_committed = [tp for tp, offset in committed.items() if offset is None]
-        if never_committed:
-            # consumer_auto_offset_reset is "earliest": without a committed offset, reading starts at the log start.
-            for tp, log_start in (await self.earliest_offsets(*never_committed)).items():
-                self._order.expect_unless_known(tp, log_start)
+        started = {tp: offset for tp, offset in committed.items() if offset}
+        self._order.reset(started)
+        self._start_offsets.clear()
+        self._start_offsets.update(started)
+        not_sought = [tp for tp in sources if tp not in started]
+        if not_sought:
+            # consumer_auto_offset_reset is "earliest": with nothing committed, reading starts at the log start.
+            for tp, log_start in (await self.earliest_offsets(*not_sought)).items():
+                self._start_offsets[tp] = log_start
+                await self.seek(tp, log_start)
 
     async def _add_gap(self, tp: TopicPartition, offset_from: int, offset_to: int) -> None:
         # Faust infers a gap from a record further on than its read offset; on a source partition, whose records
@@ -142,6 +156,8 @@ class _Consumer(AiokafkaDriverConsumer):
 
     async def on_partitions_revoked(self, revoked) -> None:
         self._order.forget(revoked)
+        for tp in revoked:
+            self._start_offsets.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def mark_gap(self, tp: TopicPartition, start: int, end: int) -> None:
@@ -163,6 +179,15 @@ class _Consumer(AiokafkaDriverConsumer):
             lowest.append(gaps.begin())
         return min(lowest, default=None)
 
+    def _committed(self, tp: TopicPartition) -> int | None:
+        """The committed offset of ``tp``; before this consumer's first commit of it, where reading started.
+
+        Faust knows no committed offset for a partition never committed, nor
+        for one committed at 0.
+        """
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self._start_offsets.get(tp)
+
     def _forget_committed_acks(self, tp: TopicPartition) -> None:
         """Drop acked offsets of ``tp`` below its committed offset.
 
@@ -172,7 +197,7 @@ class _Consumer(AiokafkaDriverConsumer):
         :meth:`stranded` (a restarted worker's story stage waited for its stall
         watch this way).
         """
-        committed = self._committed_offset.get(tp)
+        committed = self._committed(tp)
         acked = self._acked.get(tp)
         if committed is None or not acked or min(acked) >= committed:
             return
@@ -184,7 +209,7 @@ class _Consumer(AiokafkaDriverConsumer):
         """The committed offset of ``tp`` and its lowest done offset, when the record at the first is not done
         while a later one is."""
         self._forget_committed_acks(tp)
-        committed = self._committed_offset.get(tp)
+        committed = self._committed(tp)
         lowest_done = self._lowest_done(tp)
         if committed is not None and lowest_done is not None and lowest_done > committed:
             return committed, lowest_done
@@ -576,40 +601,15 @@ def _declare_story_stage(
             applied = []
             for brief, event in batch:
                 _make_current(event)
-                result = engine.apply(ClusterInput.from_brief(brief))
-                applied.append((result, event))
+                applied.append((engine.apply(ClusterInput.from_brief(brief)), brief, event))
                 # The engine is CPU work: hand the loop to the other agents
                 # between briefs, or a batch holds up pages for its whole length.
                 await asyncio.sleep(0)
-                story = result.story
-                if result.replayed:
-                    metrics.story_replays.inc()
-                elif story.opened:
-                    metrics.stories_opened.inc()
-                if story is not None:
-                    await stories_topic.send(
-                        key=story.id.encode(),
-                        value=story.model_dump_json().encode(),
-                        timestamp=brief.event_time.timestamp(),
-                        force=True,
-                    )
-                for alert in result.alerts:
-                    metrics.note_alert(alert.topic, alert.count, alert.detected_at.timestamp())
-                    if not result.replayed:
-                        if alert.revision == 1:
-                            metrics.alerts_raised.labels(alert.severity).inc()
-                        else:
-                            metrics.alert_revisions.inc()
-                    await alerts_topic.send(
-                        key=alert.topic.encode(),
-                        value=alert.model_dump_json().encode(),
-                        timestamp=alert.detected_at.timestamp(),
-                        force=True,
-                    )
-            if any(event.message.generation_id != app.consumer_generation_id for _, event in applied):
+            if any(event.message.generation_id != app.consumer_generation_id for _, _, event in applied):
                 # A rebalance came since these records were fetched: they will be read again, here or by the
                 # worker that took the partition, and their acks are not recorded (see _Consumer.ack). Nothing
-                # of the batch may reach the tables, least of all marks vouching for state that was not written.
+                # of the batch may reach the tables or the output topics, least of all marks vouching for state
+                # that was not written.
                 for writes in held:
                     writes.discard()
                 log.info("track_stories: a rebalance came since a batch of %s briefs was fetched; "
@@ -618,20 +618,53 @@ def _declare_story_stage(
             if applied:
                 # Faust sends a table write to the changelog partition of the current event's partition: all
                 # the batch's events share one (the story input has one key).
-                _make_current(applied[-1][1])
+                _make_current(applied[-1][2])
                 for writes in held:
                     writes.apply()
+            # Stories and alerts go out only once the state that produced them is on the broker: a worker
+            # that reads the batch again after a crash, in other batches and so in another order, finds that
+            # state and sends them again as they stand, instead of raising an alert of its own beside one
+            # that no state remembers.
+            await flush_producer(app.producer)
+            for result, brief, _ in applied:
+                await publish_outcome(result, brief)
             # Changelog writes to different tables reach the broker in no set
             # order, and kill -9 can cut them anywhere. Marking the batch only
             # once the rest of its writes are on the broker means a mark that
             # survives a crash vouches for all of its brief's state.
-            await app.producer.flush()
-            for result, event in applied:
+            for result, _, event in applied:
                 _make_current(event)
                 engine.mark_processed(result)
             metrics.stories_active.set(len(state.stories))
             if batch:
                 metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)
+
+    async def publish_outcome(result: EngineResult, brief: Brief) -> None:
+        story = result.story
+        if result.replayed:
+            metrics.story_replays.inc()
+        elif story is not None and story.opened:
+            metrics.stories_opened.inc()
+        if story is not None:
+            await stories_topic.send(
+                key=story.id.encode(),
+                value=story.model_dump_json().encode(),
+                timestamp=brief.event_time.timestamp(),
+                force=True,
+            )
+        for alert in result.alerts:
+            metrics.note_alert(alert.topic, alert.count, alert.detected_at.timestamp())
+            if not result.replayed:
+                if alert.revision == 1:
+                    metrics.alerts_raised.labels(alert.severity).inc()
+                else:
+                    metrics.alert_revisions.inc()
+            await alerts_topic.send(
+                key=alert.topic.encode(),
+                value=alert.model_dump_json().encode(),
+                timestamp=alert.detected_at.timestamp(),
+                force=True,
+            )
 
     return engine, tables
 
@@ -849,6 +882,30 @@ def _partition_offsets(consumer: _Consumer, tp: TopicPartition) -> dict:
         "gaps": len(consumer._gap.get(tp, ())),
         "next": consumer.next_offset(tp),
     } | consumer.fetch_state(tp)
+
+
+class _BufferMarker:
+    """Put in Faust's send buffer behind what it holds; reached once everything before it was handed on."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+        self.message = SimpleNamespace(channel=self)  # the buffer hands a record on to its message's channel
+
+    async def publish_message(self, fut, wait: bool = False) -> None:
+        self.reached.set()
+
+
+async def flush_producer(producer) -> None:
+    """Wait until every record sent so far, table changelog records included, is on the broker.
+
+    Faust's own flush stops waiting for its send buffer once 0.1 s pass
+    without a send, as they can on a busy worker, and does not wait for the
+    record its sender has taken from the buffer and not yet handed on.
+    """
+    marker = _BufferMarker()
+    producer.buffer.put(marker)
+    await marker.reached.wait()
+    await producer.flush()
 
 
 def _make_current(event: EventT) -> None:

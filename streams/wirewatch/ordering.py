@@ -50,10 +50,6 @@ class OffsetOrder:
         self._next[partition] = offset
         self._rewound_to.pop(partition, None)
 
-    def expect_unless_known(self, partition: Hashable, offset: int) -> None:
-        """Expect ``offset`` next from ``partition`` unless a record of it was handed on since the last reset."""
-        self._next.setdefault(partition, offset)
-
     def rewound(self, partition: Hashable) -> None:
         """The fetcher was sent back to the expected offset after a record arrived ahead of it."""
         self._rewound_to[partition] = self._next[partition]

@@ -1,0 +1,53 @@
+"""The story stage's flush: every record sent so far is handed on before its alerts go out."""
+
+import asyncio
+from types import SimpleNamespace
+
+from faust.transport.producer import ProducerBuffer
+
+from wirewatch.app import flush_producer
+
+SEND_SECONDS = 0.15  # longer than the 0.1 s Faust's buffer flush waits for a send
+
+
+class _SlowProducer:
+    """Faust's real send buffer in front of a transport that takes SEND_SECONDS per record."""
+
+    def __init__(self, records: int) -> None:
+        self.buffer = ProducerBuffer()
+        self.buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        self.sent: list[int] = []
+        self.flushed_after: list[int] | None = None
+        for number in range(records):
+            self.buffer.put(SimpleNamespace(number=number, message=SimpleNamespace(channel=self)))
+
+    async def publish_message(self, record, wait: bool = False) -> None:
+        await asyncio.sleep(SEND_SECONDS)
+        self.sent.append(record.number)
+
+    async def flush(self) -> None:
+        self.flushed_after = list(self.sent)
+
+
+async def _flush_with(flush, records: int) -> tuple[_SlowProducer, int]:
+    """The producer after ``flush`` and how many records were still in its buffer when it returned."""
+    producer = _SlowProducer(records)
+    await producer.buffer.start()  # starts its sending task
+    try:
+        await flush(producer)
+        left = producer.buffer.size
+    finally:
+        producer.buffer.pending = asyncio.Queue()  # nothing left for its stop to send
+        await producer.buffer.stop()
+    return producer, left
+
+
+def test_fausts_buffer_flush_gives_up_on_a_slow_send():
+    _, left = asyncio.run(_flush_with(lambda producer: producer.buffer.flush(), records=3))
+    assert left > 0, "why flush_producer exists: Faust's flush returned with records still in its buffer"
+
+
+def test_the_flush_returns_once_every_buffered_record_is_handed_on_and_the_transport_flushed():
+    producer, left = asyncio.run(_flush_with(flush_producer, records=3))
+    assert left == 0
+    assert producer.flushed_after == [0, 1, 2], "the transport is flushed after the last buffered record"
