@@ -123,7 +123,7 @@ class _Consumer(AiokafkaDriverConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._order = OffsetOrder()
-        #: Per source partition, where reading started at the last seek to the committed offsets.
+        #: Per source partition with nothing committed, the log start reading began at (Faust knows no offset).
         self._start_offsets: dict[TopicPartition, int] = {}
 
     async def perform_seek(self) -> None:
@@ -135,7 +135,6 @@ class _Consumer(AiokafkaDriverConsumer):
         started = {tp: offset for tp, offset in committed.items() if offset}
         self._order.reset(started)
         self._start_offsets.clear()
-        self._start_offsets.update(started)
         not_sought = [tp for tp in sources if tp not in started]
         if not_sought:
             # consumer_auto_offset_reset is "earliest": with nothing committed, reading starts at the log start.
@@ -180,7 +179,7 @@ class _Consumer(AiokafkaDriverConsumer):
         return min(lowest, default=None)
 
     def _committed(self, tp: TopicPartition) -> int | None:
-        """The committed offset of ``tp``; before this consumer's first commit of it, where reading started.
+        """The committed offset of ``tp``; with nothing committed yet, the log start reading began at.
 
         Faust knows no committed offset for a partition never committed, nor
         for one committed at 0.
