@@ -27,7 +27,12 @@ times, round after round, and the run with the median throughput is
 reported with all rounds' pages/s. Prints one JSON object. The broker is
 KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
 
-    python bench/throughput_bench.py [HOURS] [ROUNDS]    (default 168 hours, about 10,000 pages; 3 rounds)
+    python bench/throughput_bench.py [HOURS] [ROUNDS] [CONTENDER,...]
+        (default 168 hours, about 10,000 pages; 3 rounds; every contender)
+
+Naming contenders (``bare_aiokafka,wirewatch_briefs_stage``) runs only those,
+for a quick before/after of one change; ratios whose contenders did not run
+are null.
 """
 
 from __future__ import annotations
@@ -157,13 +162,20 @@ def main() -> None:
                                         **{name: wirewatch(stages) for name, stages in WIREWATCH_LAYOUTS.items()}}
     if PEER_PYTHON.exists():
         contenders["quix_streams"] = quix
+    if len(sys.argv) > 3:
+        chosen = sys.argv[3].split(",")
+        unknown = set(chosen) - set(contenders)
+        if unknown:
+            sys.exit(f"unknown or unavailable contenders: {', '.join(sorted(unknown))}; known: {', '.join(contenders)}")
+        contenders = {name: contenders[name] for name in chosen}
     # Round after round, every contender once: a slow spell of the machine hits all of them alike.
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, contender in contenders.items():
             runs[name].append(measure(contender, records, expected))
     figures = {name: median_run(results) for name, results in runs.items()}
-    figures.setdefault("quix_streams", None)
+    for name in ["bare_aiokafka", "quix_streams", *WIREWATCH_LAYOUTS]:
+        figures.setdefault(name, None)
     print(json.dumps({
         "benchmark": "raw_to_briefs",
         "pages": len(records),

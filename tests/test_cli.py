@@ -112,7 +112,7 @@ def test_cluster_replays_briefs_and_prints_assignments_and_alerts(seed_page, tmp
     alerts = [line for line in lines if line["type"] == "alert"]
     assert len(assignments) == 8
     assert {a["topic"] for a in alerts} == {"greenland"}
-    greenland = {json.loads(l)["id"] for l in parsed.stdout.splitlines() if "Groenland" in json.loads(l)["text"]}
+    greenland = {json.loads(line)["id"] for line in parsed.stdout.splitlines() if "Groenland" in json.loads(line)["text"]}
     assert set(alerts[-1]["brief_ids"]) == greenland
     assert len({a["story_id"] for a in assignments if a["brief_id"] in greenland}) == 1
     assert wirewatch("cluster", str(briefs)).stdout == result.stdout, "replays are deterministic"

@@ -307,6 +307,12 @@ class TestUnparsablePages:
         ("a minute ago", timedelta(minutes=1), "minute", "en"),
         ("3 days ago", timedelta(days=3), "day", "en"),
         ("yesterday", timedelta(days=1), "day", "en"),
+        ("2 UUR GELEDEN", timedelta(hours=2), "hour", "nl"),
+        # letters a case-insensitive pattern matches for ASCII ones: dotless ı, long ſ, dotted İ, Kelvin sign
+        ("ZOJUıST", timedelta(0), "minute", "nl"),
+        ("yeſterday", timedelta(days=1), "day", "en"),
+        ("5 MİNUTES AGO", timedelta(minutes=5), "minute", "en"),
+        ("1 WEE\u212a GELEDEN", timedelta(weeks=1), "day", "nl"),
     ],
 )
 def test_parse_age(text, delta, precision, language):

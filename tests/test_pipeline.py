@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief
-from wirewatch.parser import _CLOSING_AGE, _closing_ages, normalise, parse_page
+from wirewatch.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
 from wirewatch.pipeline import RawRecord, RecentIds, decode_envelope, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
@@ -135,7 +136,10 @@ def test_any_text_yields_briefs_or_the_parse_error(text):
 dateline_soup = st.lists(
     st.sampled_from(
         ["DAVOS (ANP) - ", "DEN HAAG (ANP/RTR) – ", "Meer uit Buitenland\n", "16 minuten geleden", "gisteren",
-         "\n", "\r\n", "tekst ", '"3 uur geleden" ', "'S-HERTOGENBOSCH (ANP) - ", "5 minutes ago", "(", ")", "-"]
+         "\n", "\r\n", "tekst ", '"3 uur geleden" ', "'S-HERTOGENBOSCH (ANP) - ", "5 minutes ago", "(", ")", "-",
+         # ages in capitals, letters a case-insensitive pattern takes for ASCII ones, and characters whose
+         # UTF-16 bytes look like ASCII capitals or take four bytes
+         "2 UUR GELEDEN", "ZOJUıST", "yeſterday", "Ł", "䅁", "🙂", "TEL AVIV  (AFP) - ", "SINT-PETERSBURG\t(RTR) - "]
     )
     | st.text(max_size=20),
     max_size=60,
@@ -152,7 +156,26 @@ def test_page_like_text_yields_briefs_or_the_parse_error(text):
 @given(dateline_soup)
 def test_the_fast_closing_age_scan_finds_what_the_pattern_finds(text):
     text = normalise(text)
-    assert [m.span() for m in _closing_ages(text)] == [m.span() for m in _CLOSING_AGE.finditer(text)]
+    fast = [(m.span(), m.groupdict()) for m in _closing_ages(text)]
+    assert fast == [(m.span(), m.groupdict()) for m in _CLOSING_AGE.finditer(text)]
+
+
+# The dateline as first written: a lazy city, one character per repetition (slow, plainly right).
+_PLAIN_CITY = r"['’]?[^\W\d_](?:[^\W\d_]|[ .'’\-])*?"
+_PLAIN_DATELINE = re.compile(_DATELINE.pattern.replace(_CITY, _PLAIN_CITY))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(dateline_soup)
+def test_the_possessive_city_pattern_reads_datelines_as_the_plain_one_does(text):
+    assert _PLAIN_DATELINE.pattern != _DATELINE.pattern
+    for start in range(len(text)):
+        fast, plain = _DATELINE.match(text, start), _PLAIN_DATELINE.match(text, start)
+        assert (fast is None) == (plain is None)
+        if fast is not None:
+            assert fast.end() == plain.end()
+            assert fast.group("city").rstrip() == plain.group("city")
+            assert fast.group("agencies") == plain.group("agencies")
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -32,7 +32,11 @@ __all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age
 
 # A dateline city is printed in capitals: letters (any script), spaces,
 # hyphens, dots and apostrophes ('S-HERTOGENBOSCH, SINT-PETERSBURG, TEL AVIV).
-_CITY = r"['’]?[^\W\d_](?:[^\W\d_]|[ .'’\-])*?"
+# Written as runs of letters and of separators, taken whole (possessive): a
+# repeat per character made the city most of a dateline's matching time. No
+# run can hold the "(" that follows the city, so giving characters back could
+# never help a match; the city may keep trailing spaces, which are stripped.
+_CITY = r"['’]?[^\W\d_]++(?:[ .'’\-]++[^\W\d_]*+)*+"
 _AGENCY = r"[^\W_][\w.&' ]*?"
 _DATELINE = re.compile(
     rf"(?P<city>{_CITY})[ \t]*\((?P<agencies>{_AGENCY}(?:[ \t]*/[ \t]*{_AGENCY})*)\)[ \t]*[-–—][ \t]*"
@@ -73,17 +77,23 @@ _AGE_BODY = (
 _AGE_ONLY = re.compile(rf"(?i){_AGE_BODY}")
 # A closing age: at the start of a line and followed by the end of the line or
 # by the next dateline; or glued straight onto the next dateline.
-_CLOSING_AGE = re.compile(
-    rf"(?im)(?:^[ \t]*(?P<age>{_AGE_BODY})[ \t]*(?=$|{_DATELINE_AHEAD})"
-    rf"|(?<=[.!?\"”’')\]])[ \t]*(?P<glued>{_AGE_BODY.replace('?P<', '?P<g_')})(?={_DATELINE_AHEAD}))"
-)
+# Only the age is matched regardless of case: the dateline classes do not
+# depend on case, and checking them case-insensitively made every search slower.
+_LINE_AGE = rf"^[ \t]*(?P<age>(?i:{_AGE_BODY}))[ \t]*"
+_GLUED_AGE = rf"(?<=[.!?\"”’')\]])[ \t]*(?P<glued>(?i:{_AGE_BODY.replace('?P<', '?P<g_')}))"
+_CLOSING_AGE = re.compile(rf"(?m)(?:{_LINE_AGE}(?=$|{_DATELINE_AHEAD})|{_GLUED_AGE}(?={_DATELINE_AHEAD}))")
+# _CLOSING_AGE without its look at what follows the age: _closing_ages takes
+# that look itself, through a cache, since the dateline after an age is the
+# start of a brief that most snapshots repeat.
+_AGE_CANDIDATE = re.compile(rf"(?m){_LINE_AGE}|{_GLUED_AGE}")
 # Every age holds one of these words; the closing-age pattern is only tried on
-# lines that do (trying it at every position cost most of the parse). Matched
-# in lower-cased text: a case-insensitive pattern scans several times slower.
-_AGE_WORD = re.compile(
-    "geleden|ago|" + "|".join(re.escape(word) for word in sorted([*_RELATIVE_DAYS, *_JUST_NOW], key=len, reverse=True))
-)
-_AGE_WORD_ANY_CASE = re.compile(f"(?i){_AGE_WORD.pattern}")
+# lines that do (trying it at every position cost most of the parse).
+_AGE_WORDS = ("geleden", "ago", *_RELATIVE_DAYS, *_JUST_NOW)
+_AGE_WORD_ANY_CASE = re.compile("(?i)" + "|".join(re.escape(word) for word in _AGE_WORDS))
+_AGE_WORDS_UTF16 = tuple(word.encode("utf-16-le") for word in _AGE_WORDS)
+# Letters a case-insensitive pattern takes for an ASCII letter although they are none (İ ı ſ and the Kelvin sign).
+_ASCII_LOOKALIKES = {"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"}
+_TO_ASCII = str.maketrans(_ASCII_LOOKALIKES)
 _SECTION = re.compile(r"(?im)^[ \t]*(?P<marker>meer uit|more from)[ \t]+(?P<section>[^\n]{1,80}?)[ \t]*$")
 # C0/C1 controls other than tab and newline carry no meaning in wire text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -149,18 +159,23 @@ def parse_age(text: str) -> Age | None:
     return _age_from_groups(match.group(0), match.group("count"), match.group("unit"), match.group("word"))
 
 
+def _fold(word: str) -> str:
+    """A word of an age as the tables spell it, whatever case the pattern matched it in."""
+    return word.translate(_TO_ASCII).lower()
+
+
 @functools.lru_cache(maxsize=1024)
 def _age_from_groups(text: str, count: str | None, unit: str | None, word: str | None) -> Age:
     text = _collapse(text)
     if word is not None:
-        word = _collapse(word.lower())
+        word = _collapse(_fold(word))
         if word in _RELATIVE_DAYS:
             days, language = _RELATIVE_DAYS[word]
             return Age(text, timedelta(days=days), "day", language)
         return Age(text, timedelta(0), "minute", _JUST_NOW[word])
     assert count is not None and unit is not None
-    number = _NUMBER_WORDS.get(count.lower()) or int(count)
-    step, precision, language = _UNITS[unit.lower()]
+    number = _NUMBER_WORDS.get(_fold(count)) or int(count)
+    step, precision, language = _UNITS[_fold(unit)]
     # Absurd ages ("99999 dagen geleden") would leave datetime's range.
     delta = min(step * number, MAX_AGE + timedelta(days=1))
     return Age(text, delta, precision, language)
@@ -236,23 +251,71 @@ def _opens_with_dateline(text: str) -> bool:
 
 
 def _closing_ages(text: str) -> Iterator[re.Match[str]]:
-    """What ``_CLOSING_AGE.finditer(text)`` yields, trying the pattern only from lines that hold an age word.
+    """What ``_CLOSING_AGE.finditer(text)`` finds, trying the pattern only from lines that hold an age word.
 
     A closing age never spans a newline, so no match starts before the line
-    of its age word: searching from that line's start finds every match.
+    of its age word: searching from that line's start finds every match. An
+    age can match only one way at a given position, so a candidate that is
+    not followed as it must be is passed over for the next position, as the
+    pattern would be; the groups of the matches yielded are ``_CLOSING_AGE``'s.
     """
-    lowered = text.lower()
-    # Lower-casing can change a string's length ("İ"); positions must stay true.
-    words = _AGE_WORD.finditer(lowered) if len(lowered) == len(text) else _AGE_WORD_ANY_CASE.finditer(text)
     position = 0
-    for word in words:
-        if word.start() < position:
+    for word_start in _age_word_starts(text):
+        if word_start < position:
             continue
-        match = _CLOSING_AGE.search(text, max(position, text.rfind("\n", 0, word.start()) + 1))
-        if match is None:
-            return
+        search_from = max(position, text.rfind("\n", 0, word_start) + 1)
+        while True:
+            match = _AGE_CANDIDATE.search(text, search_from)
+            if match is None:
+                return
+            if _closes(text, match):
+                break
+            search_from = match.start() + 1
         yield match
         position = match.end()
+
+
+def _closes(text: str, candidate: re.Match[str]) -> bool:
+    """Whether what follows a candidate age makes it a closing age: the next dateline, or the end of its line."""
+    end = candidate.end()
+    line_end = text.find("\n", end)
+    rest = text[end:] if line_end < 0 else text[end:line_end]
+    if not rest:
+        return candidate.group("age") is not None
+    return _dateline_ahead(rest)
+
+
+@functools.lru_cache(maxsize=8192)
+def _dateline_ahead(line: str) -> bool:
+    return _DATELINE.match(line) is not None
+
+
+def _age_word_starts(text: str) -> list[int]:
+    """Where an age word, in any case, starts in ``text``, in order (inside a longer word too).
+
+    The age words are ASCII, and ``bytes.lower`` folds ASCII letters alone,
+    several times faster than ``str.lower`` folds text with any non-ASCII
+    character. In UTF-16 every character of the Basic Multilingual Plane
+    takes two bytes, so a match at an even byte offset is whole characters,
+    ASCII letters in either case, starting at half that offset; a match at
+    an odd offset straddles characters and is passed over.
+    """
+    if any(letter in text for letter in _ASCII_LOOKALIKES):
+        return [word.start() for word in _AGE_WORD_ANY_CASE.finditer(text)]
+    folded = text.encode("utf-16-le", "surrogatepass").lower()
+    if len(folded) != 2 * len(text):  # characters beyond the Basic Multilingual Plane take four bytes
+        return [word.start() for word in _AGE_WORD_ANY_CASE.finditer(text)]
+    starts = []
+    for word in _AGE_WORDS_UTF16:
+        start = folded.find(word)
+        while start >= 0:
+            if start % 2 == 0:
+                starts.append(start // 2)
+                start = folded.find(word, start + len(word))
+            else:
+                start = folded.find(word, start + 1)
+    starts.sort()
+    return starts
 
 
 def _detect_page_language(text: str, section_marker: str | None) -> str | None:
@@ -461,7 +524,7 @@ def _item(fragment: str, kind: str) -> _Item:
 
 def clear_caches() -> None:
     """Forget the cached items and ages, as a fresh process would (benchmarks measure cold starts)."""
-    for cached in (_item, _chunk_items, _age_from_groups):
+    for cached in (_item, _chunk_items, _dateline_ahead, _age_from_groups):
         cached.cache_clear()
 
 
