@@ -12,10 +12,15 @@ WARM-UP + DURATION seconds at each fraction, in three layouts:
 - one worker running every stage, and the briefs stages and the story stage
   in two workers, at fractions of the whole pipeline's maximum rate.
 
-Only briefs first carried by a page written after the warm-up count: over
-its first seconds a freshly started worker, its caches empty, meets the feed
-at full rate, a start-up transient rather than the sustained rate (it alone
-set the p99 of whole runs).
+Only briefs first carried by a page written after the warm-up count. Over
+its first seconds a freshly started worker meets a feed in which every brief
+is new (the first snapshot of every page), a dozen times the steady share,
+and falls behind: a start-up transient rather than the sustained rate, which
+alone set the p99 of whole runs. So the feed writes WARM-UP seconds of pages
+at the rate, waits until the workers have published every brief of them
+(and, where the story stage runs, a story update for each), and only then writes the measured pages at the same rate; how long that wait
+took is reported as ``warm_up_backlog_seconds`` (how far a cold worker fell
+behind).
 
 - raw → brief: a brief's append time minus the append time of the first page
   that carried it;
@@ -43,7 +48,7 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from benchkit import BOOTSTRAP, LOG_APPEND_TIME, create_topics, simulated_pages, worker_env, workers
+from benchkit import BOOTSTRAP, LOG_APPEND_TIME, count_records, create_topics, simulated_pages, worker_env, workers
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
@@ -88,15 +93,31 @@ async def produce_at_rate(topic: str, records: list[tuple[bytes, bytes]], rate: 
         await producer.stop()
 
 
-def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float, warm_up_pages: int) -> dict:
+async def wait_for_records(topic: str, expected: int, timeout: float = 300.0) -> float:
+    """Seconds until ``topic`` holds ``expected`` records."""
+    started = time.monotonic()
+    while await count_records(topic) < expected:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout} s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float, warm_up_pages: int,
+            *, stories: bool) -> dict:
     """Write ``records`` at ``rate`` and read back what the workers made of those after the first ``warm_up_pages``."""
     first_page = {}
     for index, (_, value) in enumerate(records):
         for brief in parse_envelope(Envelope.model_validate_json(value)).briefs:
             first_page.setdefault(brief.id, index)
     every_brief = len(first_page)
+    warm_up_briefs = sum(1 for index in first_page.values() if index < warm_up_pages)
     first_page = {brief: index for brief, index in first_page.items() if index >= warm_up_pages}
-    asyncio.run(produce_at_rate(settings.topic_raw, records, rate))
+    asyncio.run(produce_at_rate(settings.topic_raw, records[:warm_up_pages], rate))
+    # The story stage publishes a story update per brief: its backlog is drained when they are all out.
+    backlog_seconds = asyncio.run(wait_for_records(settings.topic_stories if stories else settings.topic_briefs,
+                                                   warm_up_briefs))
+    asyncio.run(produce_at_rate(settings.topic_raw, records[warm_up_pages:], rate))
     page_fetched = {Envelope.model_validate_json(value).fetched_at: index for index, (_, value) in enumerate(records)}
     raw_times = {}
     for record in asyncio.run(read_topic(settings, settings.topic_raw, at_least=len(records), timeout=120)):
@@ -116,6 +137,7 @@ def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float,
         if alert["revision"] == 1 and completed and max(completed) >= measured_from:
             alert_latency.append(record.timestamp - max(completed))
     return {"pages": len(records) - warm_up_pages, "rate_pages_per_second": round(rate, 1), "briefs": len(first_page),
+            "warm_up_backlog_seconds": round(backlog_seconds, 1),
             "raw_to_brief": summary(brief_latency), "spike_to_alert": summary(alert_latency)}
 
 
@@ -137,7 +159,8 @@ def main() -> None:
                 warm_up_pages = int(rate * WARM_UP_SECONDS)
                 pages = warm_up_pages + max(int(rate * duration), 10)
                 records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
-                results[layout][f"at_{int(fraction * 100)}_percent"] = measure(settings, records, rate, warm_up_pages)
+                results[layout][f"at_{int(fraction * 100)}_percent"] = measure(
+                    settings, records, rate, warm_up_pages, stories=any(stage in ("all", "stories") for stage in stages))
     print(json.dumps(results))
 
 
