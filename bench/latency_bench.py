@@ -18,9 +18,9 @@ is new (the first snapshot of every page), a dozen times the steady share,
 and falls behind: a start-up transient rather than the sustained rate, which
 alone set the p99 of whole runs. So the feed writes WARM-UP seconds of pages
 at the rate, waits until the workers have published every brief of them
-(and, where the story stage runs, a story update for each), and only then writes the measured pages at the same rate; how long that wait
-took is reported as ``warm_up_backlog_seconds`` (how far a cold worker fell
-behind).
+(and, where the story stage runs, a story update for each), and only then
+writes the measured pages at the same rate; how long that wait took is
+reported as ``warm_up_backlog_seconds`` (how far a cold worker fell behind).
 
 - raw → brief: a brief's append time minus the append time of the first page
   that carried it;

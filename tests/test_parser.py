@@ -334,3 +334,11 @@ def test_a_list_brief_is_published_at_its_fetch_time_minus_its_age_floored(age, 
     expected = parse_age(age)
     assert brief.published_at == expected.published_at(fetched_at)
     assert brief.published_at_precision == expected.precision
+
+
+def test_a_brief_on_a_line_too_long_to_cache_is_closed_by_its_age_all_the_same():
+    long_text = "Het parlement debatteert urenlang over de begroting. " * 40
+    page = f"Meer uit Buitenland\nDEN HAAG (ANP) - Kort bericht.\n5 minuten geledenPARIJS (AFP) - {long_text}\n7 minuten geleden"
+    briefs = parse(page).briefs
+    assert [(b.city, b.age_text) for b in briefs] == [("DEN HAAG", "5 minuten geleden"), ("PARIJS", "7 minuten geleden")]
+    assert briefs[1].text == long_text.strip()

@@ -282,7 +282,13 @@ def _closes(text: str, candidate: re.Match[str]) -> bool:
     rest = text[end:] if line_end < 0 else text[end:line_end]
     if not rest:
         return candidate.group("age") is not None
+    if len(rest) > _LONGEST_CACHED_LINE:
+        return _DATELINE.match(rest) is not None
     return _dateline_ahead(rest)
+
+
+#: Longer lines are looked at uncached: a page of long lines must not fill the cache's memory.
+_LONGEST_CACHED_LINE = 1024
 
 
 @functools.lru_cache(maxsize=8192)
