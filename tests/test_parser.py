@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from wirewatch.errors import ParseError
-from wirewatch.parser import brief_id, parse_age, parse_page
+from wirewatch.parser import _dateline_ahead, _item, brief_id, clear_caches, parse_age, parse_page
 
 FETCHED = datetime(2026, 1, 21, 14, 40, 37, tzinfo=timezone.utc)
 
@@ -336,9 +336,16 @@ def test_a_list_brief_is_published_at_its_fetch_time_minus_its_age_floored(age, 
     assert brief.published_at_precision == expected.precision
 
 
-def test_a_brief_on_a_line_too_long_to_cache_is_closed_by_its_age_all_the_same():
-    long_text = "Het parlement debatteert urenlang over de begroting. " * 40
-    page = f"Meer uit Buitenland\nDEN HAAG (ANP) - Kort bericht.\n5 minuten geledenPARIJS (AFP) - {long_text}\n7 minuten geleden"
-    briefs = parse(page).briefs
-    assert [(b.city, b.age_text) for b in briefs] == [("DEN HAAG", "5 minuten geleden"), ("PARIJS", "7 minuten geleden")]
-    assert briefs[1].text == long_text.strip()
+def test_a_brief_too_long_to_cache_is_read_and_closed_by_its_age_all_the_same():
+    # The caches count entries without weighing them: a long text is read afresh, never kept.
+    long_text = "Het parlement debatteert urenlang over de begroting. " * 100
+    page = (f"Meer uit Buitenland\nDEN HAAG (ANP) - Kort bericht.\n5 minuten geledenPARIJS (AFP) - {long_text}\n"
+            "7 minuten geledenROME (ANP) - Nog een.\n9 minuten geleden")
+    clear_caches()
+    for _ in range(2):  # the second snapshot reads the long brief afresh, the short ones from the caches
+        briefs = parse(page).briefs
+        assert [(b.city, b.age_text) for b in briefs] == [
+            ("DEN HAAG", "5 minuten geleden"), ("PARIJS", "7 minuten geleden"), ("ROME", "9 minuten geleden")]
+        assert briefs[1].text == long_text.strip()
+    assert _item.cache_info().currsize == 2  # DEN HAAG and ROME
+    assert _dateline_ahead.cache_info().currsize == 1  # what follows the age of PARIJS's brief: ROME's dateline

@@ -282,13 +282,19 @@ def _closes(text: str, candidate: re.Match[str]) -> bool:
     rest = text[end:] if line_end < 0 else text[end:line_end]
     if not rest:
         return candidate.group("age") is not None
-    if len(rest) > _LONGEST_CACHED_LINE:
-        return _DATELINE.match(rest) is not None
-    return _dateline_ahead(rest)
+    return _dateline_ahead(rest) if len(rest) <= _LONGEST_CACHED_TEXT else _dateline_ahead.__wrapped__(rest)
 
 
-#: Longer lines are looked at uncached: a page of long lines must not fill the cache's memory.
-_LONGEST_CACHED_LINE = 1024
+#: Longer texts are read past the caches: their entries are counted, not weighed, and pages
+#: of long items would otherwise fill them with up to 8,192 copies of the longest.
+_LONGEST_CACHED_TEXT = 4096
+
+
+def _through_cache(cached: Callable, text: str, *args):
+    """``cached(text, *args)``, computed afresh rather than cached when ``text`` is long."""
+    if len(text) > _LONGEST_CACHED_TEXT:
+        return cached.__wrapped__(text, *args)
+    return cached(text, *args)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -357,13 +363,15 @@ def _list_items(region: str) -> list[tuple[_Item, Age | None]]:
     items: list[tuple[_Item, Age | None]] = []
     start = 0
     for match in _closing_ages(region):
-        chunk_items = _chunk_items(region[start : match.start()])
+        chunk = region[start : match.start()]
+        # _through_cache written out: this runs once per brief
+        chunk_items = _chunk_items(chunk) if len(chunk) <= _LONGEST_CACHED_TEXT else _chunk_items.__wrapped__(chunk)
         if chunk_items:
             # Only the last item before a closing age is closed by it.
             items.extend((item, None) for item in chunk_items[:-1])
             items.append((chunk_items[-1], _age_from_match(match)))
         start = match.end()
-    items.extend((item, None) for item in _chunk_items(region[start:]))
+    items.extend((item, None) for item in _through_cache(_chunk_items, region[start:]))
     return items
 
 
@@ -374,7 +382,7 @@ def _chunk_items(chunk: str) -> tuple[_Item, ...]:
     Cached: every snapshot of a page repeats most of its items word for word,
     each between the same two ages' positions.
     """
-    return tuple(_item(body, "brief") for body in _item_bodies(chunk))
+    return tuple(_through_cache(_item, body, "brief") for body in _item_bodies(chunk))
 
 
 def _item_bodies(chunk: str) -> tuple[str, ...]:
@@ -446,7 +454,7 @@ def parse_page(
     # (kind, item, closing age, headline) in page order
     entries: list[tuple[str, _Item, Age | None, str | None]] = []
     if lead is not None:
-        entries.append(("lead", _item(lead.body, "lead"), None, lead.headline))
+        entries.append(("lead", _through_cache(_item, lead.body, "lead"), None, lead.headline))
     entries.extend(("brief", item, age, None) for item, age in _list_items(list_region))
     language = _detect_page_language(text, marker_word)
 
