@@ -160,7 +160,7 @@ def main() -> None:
                 pages = warm_up_pages + max(int(rate * duration), 10)
                 records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
                 results[layout][f"at_{int(fraction * 100)}_percent"] = measure(
-                    settings, records, rate, warm_up_pages, stories=any(stage in ("all", "stories") for stage in stages))
+                    settings, records, rate, warm_up_pages, stories=any(Settings(stages=stage).runs_stories for stage in stages))
     print(json.dumps(results))
 
 

@@ -282,7 +282,7 @@ def _closes(text: str, candidate: re.Match[str]) -> bool:
     rest = text[end:] if line_end < 0 else text[end:line_end]
     if not rest:
         return candidate.group("age") is not None
-    return _dateline_ahead(rest) if len(rest) <= _LONGEST_CACHED_TEXT else _dateline_ahead.__wrapped__(rest)
+    return _dateline_ahead(rest)
 
 
 #: Longer texts are read past the caches: their entries are counted, not weighed, and pages
@@ -290,14 +290,24 @@ def _closes(text: str, candidate: re.Match[str]) -> bool:
 _LONGEST_CACHED_TEXT = 4096
 
 
-def _through_cache(cached: Callable, text: str, *args):
-    """``cached(text, *args)``, computed afresh rather than cached when ``text`` is long."""
-    if len(text) > _LONGEST_CACHED_TEXT:
-        return cached.__wrapped__(text, *args)
-    return cached(text, *args)
+def _cached_unless_long(function: Callable) -> Callable:
+    """``function`` behind an LRU cache of 8,192 calls whose text is at most ``_LONGEST_CACHED_TEXT`` long.
+
+    A call with a longer text is computed afresh and not kept.
+    """
+    cached = functools.lru_cache(maxsize=8192)(function)
+
+    @functools.wraps(function)
+    def call(text: str, *args):
+        if len(text) > _LONGEST_CACHED_TEXT:
+            return function(text, *args)
+        return cached(text, *args)
+
+    call.cache_info, call.cache_clear = cached.cache_info, cached.cache_clear
+    return call
 
 
-@functools.lru_cache(maxsize=8192)
+@_cached_unless_long
 def _dateline_ahead(line: str) -> bool:
     return _DATELINE.match(line) is not None
 
@@ -312,10 +322,9 @@ def _age_word_starts(text: str) -> list[int]:
     ASCII letters in either case, starting at half that offset; a match at
     an odd offset straddles characters and is passed over.
     """
-    if any(letter in text for letter in _ASCII_LOOKALIKES):
-        return [word.start() for word in _AGE_WORD_ANY_CASE.finditer(text)]
     folded = text.encode("utf-16-le", "surrogatepass").lower()
-    if len(folded) != 2 * len(text):  # characters beyond the Basic Multilingual Plane take four bytes
+    # Characters beyond the Basic Multilingual Plane take four bytes; look-alike letters are no ASCII ones.
+    if len(folded) != 2 * len(text) or any(letter in text for letter in _ASCII_LOOKALIKES):
         return [word.start() for word in _AGE_WORD_ANY_CASE.finditer(text)]
     starts = []
     for word in _AGE_WORDS_UTF16:
@@ -363,26 +372,24 @@ def _list_items(region: str) -> list[tuple[_Item, Age | None]]:
     items: list[tuple[_Item, Age | None]] = []
     start = 0
     for match in _closing_ages(region):
-        chunk = region[start : match.start()]
-        # _through_cache written out: this runs once per brief
-        chunk_items = _chunk_items(chunk) if len(chunk) <= _LONGEST_CACHED_TEXT else _chunk_items.__wrapped__(chunk)
+        chunk_items = _chunk_items(region[start : match.start()])
         if chunk_items:
             # Only the last item before a closing age is closed by it.
             items.extend((item, None) for item in chunk_items[:-1])
             items.append((chunk_items[-1], _age_from_match(match)))
         start = match.end()
-    items.extend((item, None) for item in _through_cache(_chunk_items, region[start:]))
+    items.extend((item, None) for item in _chunk_items(region[start:]))
     return items
 
 
-@functools.lru_cache(maxsize=8192)
+@_cached_unless_long
 def _chunk_items(chunk: str) -> tuple[_Item, ...]:
     """The items in the text between two closing ages.
 
     Cached: every snapshot of a page repeats most of its items word for word,
     each between the same two ages' positions.
     """
-    return tuple(_through_cache(_item, body, "brief") for body in _item_bodies(chunk))
+    return tuple(_item(body, "brief") for body in _item_bodies(chunk))
 
 
 def _item_bodies(chunk: str) -> tuple[str, ...]:
@@ -454,7 +461,7 @@ def parse_page(
     # (kind, item, closing age, headline) in page order
     entries: list[tuple[str, _Item, Age | None, str | None]] = []
     if lead is not None:
-        entries.append(("lead", _through_cache(_item, lead.body, "lead"), None, lead.headline))
+        entries.append(("lead", _item(lead.body, "lead"), None, lead.headline))
     entries.extend(("brief", item, age, None) for item, age in _list_items(list_region))
     language = _detect_page_language(text, marker_word)
 
@@ -526,7 +533,7 @@ class _Item(NamedTuple):
     printed: str  # the item as the page prints it, for rejections
 
 
-@functools.lru_cache(maxsize=8192)
+@_cached_unless_long
 def _item(fragment: str, kind: str) -> _Item:
     """A list brief or lead as read from its text (cached like :func:`_chunk_items`)."""
     city, agencies, body = _split_dateline(fragment)
