@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kafka_helpers import free_port, metric_total, read_topic, run, scrape_metrics, wait_until_drained
+from wirewatch.app import changelog_topics, create_app
 from wirewatch.models import Alert, Story
 from wirewatch.parser import parse_page
 from wirewatch.settings import Settings
@@ -85,3 +86,22 @@ def test_the_stages_can_run_in_separate_workers(wirewatch_settings, wirewatch_en
     assert metric_total(story_metrics, "wirewatch_table_entries", table="stories") >= 1
     assert metric_total(story_metrics, "wirewatch_table_entries", table="brief-first-seen") == 0
     assert story_worker.process.poll() is None
+
+
+def test_a_worker_started_on_a_waiting_feed_sends_every_story_update_once(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path
+):
+    page = tmp_path / "seed.txt"
+    page.write_text(seed_page, encoding="utf-8")
+    _produce(page, datetime.now(timezone.utc).replace(microsecond=0))
+    worker = start_worker(wirewatch_env)
+
+    run(read_topic(wirewatch_settings, wirewatch_settings.topic_alerts, at_least=1))
+    run(wait_until_drained(wirewatch_settings, _stage_topics(wirewatch_settings)))
+    stories = [Story.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories))]
+    assert len(stories) == 8, "one story update per brief: a crashed first batch would be sent again"
+    assert "PartitionsMismatch" not in worker.log()
+    # Made before Faust started, so that its first group join already assigned their partitions.
+    created = next(line for line in worker.log().splitlines() if "wirewatch.kafka: created topics " in line)
+    changelogs = {spec.name for spec in changelog_topics(create_app(wirewatch_settings).app)}
+    assert changelogs <= set(created.split("created topics ", 1)[1].split(", "))

@@ -58,9 +58,11 @@ from faust.transport.drivers.aiokafka import Consumer as AiokafkaDriverConsumer
 from faust.types import EventT, TableT, TopicT
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+from mode.utils.times import want_seconds
 
 from .desk import DeskView
 from .engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
+from .kafka import TopicSpec
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .ordering import Admission, OffsetOrder
@@ -70,7 +72,7 @@ from .settings import Settings
 from .web import WirewatchWeb, add_views
 from .windows import HoppingWindows, WindowCount
 
-__all__ = ["WirewatchApp", "create_app", "flow_state", "STORY_SHARD_KEY"]
+__all__ = ["WirewatchApp", "create_app", "changelog_topics", "flow_state", "STORY_SHARD_KEY"]
 
 STORY_SHARD_KEY = b"stories"
 #: How often the worker looks for subscribed topics the cluster metadata lacks (cheap: no request unless one is).
@@ -839,6 +841,26 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     return WirewatchApp(
         app=app, settings=settings, metrics=metrics, desk=desk, engine=engine, source_topics=frozenset(source_topics)
     )
+
+
+def changelog_topics(app: faust.App) -> list[TopicSpec]:
+    """The changelog topics of ``app``'s tables, with the settings Faust would create them with.
+
+    Faust creates them as it starts, racing its own first group join: a
+    changelog not yet in the consumer's metadata then is left out of the
+    assignment, and the first table write to it fails. Created beforehand
+    (:func:`~wirewatch.kafka.ensure_topics`), they are there from the start.
+    """
+    specs = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        policies = [policy for policy, wanted in (("compact", topic.compacting), ("delete", topic.deleting)) if wanted]
+        config = {"cleanup.policy": ",".join(policies)} if policies else {}
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        config.update({key: str(value) for key, value in (topic.config or {}).items()})
+        specs.append(TopicSpec(topic.get_topic_name(), config, topic.partitions or app.conf.topic_partitions))
+    return specs
 
 
 def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> dict:

@@ -483,22 +483,22 @@ def evaluate(truth: str, results: str) -> None:
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:
     """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""
-    from .app import create_app
-    from .kafka import ensure_topics, wait_for_broker
+    from .app import changelog_topics, create_app
+    from .kafka import agent_topics, ensure_topics, wait_for_broker
 
     settings = Settings()
     level = loglevel or settings.log_level
     log_config = _configure_logging(level, settings.log_format)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    wirewatch = create_app(settings)
     try:
         loop.run_until_complete(wait_for_broker(settings, timeout=settings.broker_wait_timeout))
-        loop.run_until_complete(ensure_topics(settings))
+        loop.run_until_complete(ensure_topics(settings, [*agent_topics(settings), *changelog_topics(wirewatch.app)]))
     except WirewatchError as error:
         _fail(str(error))
     except KeyboardInterrupt:
         sys.exit(130)
-    wirewatch = create_app(settings)
     if wirewatch.engine is not None:
         wirewatch.engine.extractor.warm_up(settings.language_codes())
     # What is built so far (modules, the app, word lists, lemma dictionaries) lives as long as the worker.

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
-
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,8 +17,10 @@ from .settings import Settings
 
 __all__ = [
     "BrokerUnavailable",
+    "TopicSpec",
     "wait_for_broker",
     "ensure_topics",
+    "agent_topics",
     "external_topics",
     "producer",
     "admin_client",
@@ -71,31 +72,80 @@ def external_topics(settings: Settings) -> list[str]:
     ]
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Create the missing ones of ``names`` (default: every topic the agents read or write); return those created.
+def agent_topics(settings: Settings) -> list[str]:
+    """Every topic the agents read or write, their internal ones included."""
+    return [*external_topics(settings), *settings.stage_topics()[1:]]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create with settings of its own (a table's changelog: compacted, perhaps expiring)."""
+
+    name: str
+    config: Mapping[str, str] = field(default_factory=dict)
+    #: None: ``settings.topic_partitions``.
+    partitions: int | None = None
+
+
+async def ensure_topics(
+    settings: Settings, topics: Iterable[str | TopicSpec] | None = None, *, visible_within: float = 30.0
+) -> list[str]:
+    """Create the missing ones of ``topics`` (default: :func:`agent_topics`); return the names of those created.
 
     The worker calls this before Faust starts: a topic an agent consumes that
     does not exist at the first partition assignment is only picked up at the
-    next metadata refresh, minutes later.
+    next metadata refresh, and a table's changelog missing then leaves the
+    table's partitions unassigned. So this returns only once the cluster's
+    metadata lists every topic it created (within ``visible_within`` seconds).
     """
-    wanted = list(names if names is not None else [*external_topics(settings), *settings.stage_topics()[1:]])
+    wanted = agent_topics(settings) if topics is None else topics
+    specs = [TopicSpec(topic) if isinstance(topic, str) else topic for topic in wanted]
     admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
+        missing = list({spec.name: spec for spec in specs if spec.name not in existing}.values())
         if not missing:
             return []
         response = await admin.create_topics(
-            [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor) for name in missing]
+            [
+                NewTopic(
+                    spec.name,
+                    spec.partitions or settings.topic_partitions,
+                    settings.topic_replication_factor,
+                    topic_configs=dict(spec.config),
+                )
+                for spec in missing
+            ]
         )
         for name, code, *rest in response.topic_errors:
             if code not in (0, _TOPIC_ALREADY_EXISTS):
                 raise WirewatchError(f"could not create topic {name}: error {code} {rest[0] if rest else ''}")
-        log.info("created topics %s", ", ".join(missing))
-        return missing
+        names = [spec.name for spec in missing]
+        await _wait_until_listed(admin, names, visible_within)
+        log.info("created topics %s", ", ".join(names))
+        return names
     finally:
         await admin.close()
+
+
+async def _wait_until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        unready = {
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] != 0
+            or not topic["partitions"]
+            or any(partition["leader"] < 0 for partition in topic["partitions"])
+        }
+        unready |= set(names) - {topic["topic"] for topic in described}
+        if not unready:
+            return
+        if time.monotonic() >= deadline:
+            raise WirewatchError(f"topics created but not in the cluster's metadata after {timeout:g}s: {sorted(unready)}")
+        await asyncio.sleep(0.1)
 
 
 def admin_client(settings: Settings, **options) -> AIOKafkaAdminClient:

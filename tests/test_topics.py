@@ -1,0 +1,77 @@
+"""The topics a worker creates before Faust starts: its agents' topics and its tables' changelogs."""
+
+from __future__ import annotations
+
+import uuid
+
+import faust
+import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from kafka_helpers import run
+from wirewatch.app import changelog_topics, create_app
+from wirewatch.kafka import TopicSpec, admin_client, ensure_topics
+from wirewatch.settings import Settings
+
+
+def test_changelogs_take_the_cleanup_policy_and_retention_faust_gives_them():
+    app = faust.App("changelog-specs", autodiscover=False, topic_partitions=5)
+    app.Table("plain")
+    app.Table("counts", default=int).tumbling(60)
+    app.Table("expiring", default=int).tumbling(60, expires=3600)
+
+    specs = {spec.name: spec for spec in changelog_topics(app)}
+
+    assert specs == {
+        "changelog-specs-plain-changelog": TopicSpec("changelog-specs-plain-changelog", {"cleanup.policy": "compact"}, 5),
+        "changelog-specs-counts-changelog": TopicSpec(
+            "changelog-specs-counts-changelog", {"cleanup.policy": "compact,delete"}, 5
+        ),
+        "changelog-specs-expiring-changelog": TopicSpec(
+            "changelog-specs-expiring-changelog", {"cleanup.policy": "compact,delete", "retention.ms": "3600000"}, 5
+        ),
+    }
+
+
+@pytest.mark.parametrize("stages", ["all", "briefs", "stories"])
+def test_every_table_of_a_worker_has_its_changelog_declared(stages):
+    wirewatch = create_app(Settings(stages=stages, topic_partitions=3))
+
+    specs = changelog_topics(wirewatch.app)
+
+    assert {spec.name for spec in specs} == {table.changelog_topic_name for table in wirewatch.app.tables.values()}
+    assert all(spec.partitions == 3 and "compact" in spec.config["cleanup.policy"] for spec in specs)
+
+
+@pytest.mark.kafka
+def test_ensure_topics_creates_what_is_missing_with_its_settings_and_returns_once_listed(wirewatch_settings):
+    run_id = uuid.uuid4().hex[:10]
+    plain, compacted = f"test-{run_id}.plain", f"test-{run_id}.compacted"
+    specs = [plain, TopicSpec(compacted, {"cleanup.policy": "compact,delete", "retention.ms": "60000"}, 2)]
+
+    assert run(ensure_topics(wirewatch_settings, specs)) == [plain, compacted]
+    described, configs = run(_describe(wirewatch_settings, [plain, compacted]))
+
+    assert {topic["topic"]: len(topic["partitions"]) for topic in described} == {
+        plain: wirewatch_settings.topic_partitions,
+        compacted: 2,
+    }
+    assert configs[compacted]["cleanup.policy"] == "compact,delete"
+    assert configs[compacted]["retention.ms"] == "60000"
+    assert configs[plain]["cleanup.policy"] == "delete"
+    assert run(ensure_topics(wirewatch_settings, specs)) == []
+
+
+async def _describe(settings: Settings, names: list[str]):
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    finally:
+        await admin.close()
+    configs = {}
+    for response in responses:
+        for _code, _message, _type, name, entries in response.resources:
+            configs[name] = {entry[0]: entry[1] for entry in entries}
+    return described, configs
