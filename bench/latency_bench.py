@@ -24,6 +24,9 @@ reported as ``warm_up_backlog_seconds`` (how far a cold worker fell behind).
 
 - raw → brief: a brief's append time minus the append time of the first page
   that carried it;
+- brief → story update: the append time of the story update a brief
+  produced minus the brief's (where the story stage runs): the path of
+  spike → alert, sampled at every brief rather than at a few alerts;
 - spike → alert: an alert's first revision's append time minus the append
   time of the latest of its briefs, the one whose arrival completed the spike.
 
@@ -130,6 +133,12 @@ def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float,
     for record in briefs:
         brief_times.setdefault(record.key.decode(), record.timestamp)
     brief_latency = [brief_times[brief] - raw_times[page] for brief, page in first_page.items() if brief in brief_times]
+    story_latency = []
+    if stories:
+        for record in asyncio.run(read_topic(settings, settings.topic_stories, at_least=every_brief, timeout=300)):
+            brief = orjson.loads(record.value)["brief_id"]
+            if brief in first_page and brief in brief_times:
+                story_latency.append(record.timestamp - brief_times[brief])
     alert_latency = []
     for record in asyncio.run(read_topic(settings, settings.topic_alerts, timeout=30)):
         alert = orjson.loads(record.value)
@@ -138,7 +147,9 @@ def measure(settings: Settings, records: list[tuple[bytes, bytes]], rate: float,
             alert_latency.append(record.timestamp - max(completed))
     return {"pages": len(records) - warm_up_pages, "rate_pages_per_second": round(rate, 1), "briefs": len(first_page),
             "warm_up_backlog_seconds": round(backlog_seconds, 1),
-            "raw_to_brief": summary(brief_latency), "spike_to_alert": summary(alert_latency)}
+            "raw_to_brief": summary(brief_latency),
+            **({"brief_to_story_update": summary(story_latency)} if stories else {}),
+            "spike_to_alert": summary(alert_latency)}
 
 
 def main() -> None:
@@ -152,8 +163,8 @@ def main() -> None:
             env = worker_env(run, partitions=PARTITIONS)
             os.environ.update(env)  # the workers' settings, for the topic names
             settings = Settings()
-            asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_alerts], PARTITIONS,
-                                      LOG_APPEND_TIME))
+            asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_stories,
+                                       settings.topic_alerts], PARTITIONS, LOG_APPEND_TIME))
             with workers(env, stages, settle_seconds=5, first_port=6110):
                 rate = max_rates[max_rate_of] * fraction
                 warm_up_pages = int(rate * WARM_UP_SECONDS)

@@ -5,8 +5,8 @@ Every contender gets a raw topic and a briefs topic of its own (4 partitions,
 settles into its consumer group; then the same backlog of simulated pages (a
 snapshot a minute, so most items repeat) is written at once and the contender
 publishes each brief id once. Its time is the span from the first raw
-record's append time to the last brief's: start-up and group joins count for
-no one, and every contender runs in a process of its own while this one only
+record's append time to the last brief's (the last story update's where the
+story stage runs): start-up and group joins count for no one, and every contender runs in a process of its own while this one only
 writes the backlog and watches.
 
 - bare: bench/bare_loop.py, one aiokafka consume → parse → produce loop with
@@ -16,7 +16,9 @@ writes the backlog and watches.
   ``WIREWATCH_STAGES=briefs`` (split, candidates topic, de-duplication table);
 - wirewatch, the whole pipeline (with the story stage): one worker, two
   workers in one group, and the stages in two workers (``briefs`` +
-  ``stories``);
+  ``stories``), timed to the last story update (one per brief), the
+  pipeline's end; ``briefs_out_pages_per_second`` is the same run to its
+  last brief;
 - quix: the same stage in Quix Streams (bench/quix_peer.py), run only when the
   peer's venv exists (WIREWATCH_BENCH_PEER_PYTHON, default .cache/bench-peer).
 
@@ -53,6 +55,7 @@ from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, count_
                       simulated_pages, wait_until_group_stable, worker_env, workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
+from wirewatch.settings import Settings
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0
@@ -65,8 +68,12 @@ WIREWATCH_LAYOUTS = {
     "wirewatch_briefs_and_stories_workers": ["briefs", "stories"],
 }
 
-#: A contender: given its raw and briefs topics, a context in which it runs and is settled, yielding "is it alive?".
-Contender = Callable[[str, str], AbstractContextManager[Callable[[], bool]]]
+#: Contenders timed until their last story update.
+STORY_CONTENDERS = {name for name, stages in WIREWATCH_LAYOUTS.items()
+                    if any(Settings(stages=stage).runs_stories for stage in stages)}
+#: A contender: given its raw, briefs and stories topics, a context in which it runs and is settled, yielding
+#: "is it alive?".
+Contender = Callable[[str, str, str], AbstractContextManager[Callable[[], bool]]]
 
 
 async def wait_for_output(topic: str, expected: int, alive: Callable[[], bool], timeout: float = 900.0) -> None:
@@ -85,17 +92,28 @@ async def fill_timed(raw: str, records: list[tuple[bytes, bytes]]) -> float:
     return time.perf_counter() - started
 
 
-def measure(contender: Contender, records: list[tuple[bytes, bytes]], expected: int) -> dict:
+def measure(contender: Contender, records: list[tuple[bytes, bytes]], expected: int, *, stories: bool) -> dict:
+    """Pages/s from the first raw record to the last brief, or, where ``stories`` runs, to the last story update.
+
+    The story stage publishes one update per brief and may finish well after
+    the briefs: a pipeline is as fast as its end.
+    """
     run = uuid.uuid4().hex[:8]
-    raw, briefs = f"bench-{run}.raw", f"bench-{run}.briefs"
-    asyncio.run(create_topics([raw, briefs], PARTITIONS, LOG_APPEND_TIME))
-    with contender(raw, briefs) as alive:
+    raw, briefs, story_topic = f"bench-{run}.raw", f"bench-{run}.briefs", f"bench-{run}.stories"
+    asyncio.run(create_topics([raw, briefs, story_topic], PARTITIONS, LOG_APPEND_TIME))
+    with contender(raw, briefs, story_topic) as alive:
         fill_seconds = asyncio.run(fill_timed(raw, records))
         asyncio.run(wait_for_output(briefs, expected, alive))
-    seconds = asyncio.run(append_time_span(raw, briefs))
-    return {"seconds": round(seconds, 2), "pages_per_second": round(len(records) / seconds),
-            "briefs_per_second": round(expected / seconds),
-            "fill_pages_per_second": round(len(records) / fill_seconds)}
+        if stories:
+            asyncio.run(wait_for_output(story_topic, expected, alive))
+    brief_seconds = asyncio.run(append_time_span(raw, briefs))
+    seconds = asyncio.run(append_time_span(raw, story_topic)) if stories else brief_seconds
+    figures = {"seconds": round(seconds, 2), "pages_per_second": round(len(records) / seconds),
+               "briefs_per_second": round(expected / seconds),
+               "fill_pages_per_second": round(len(records) / fill_seconds)}
+    if stories:
+        figures["briefs_out_pages_per_second"] = round(len(records) / brief_seconds)
+    return figures
 
 
 @contextmanager
@@ -111,7 +129,7 @@ def subprocess_contender(command: list[str], group: str, log_path: str) -> Itera
 
 
 @contextmanager
-def bare(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+def bare(raw: str, briefs: str, _stories: str) -> Iterator[Callable[[], bool]]:
     group = f"{raw}-bare"
     with subprocess_contender([sys.executable, str(REPO / "bench/bare_loop.py"), BOOTSTRAP, raw, briefs, group],
                               group, f"/tmp/{raw}-bare.log") as alive:
@@ -119,7 +137,7 @@ def bare(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
 
 
 @contextmanager
-def quix(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+def quix(raw: str, briefs: str, _stories: str) -> Iterator[Callable[[], bool]]:
     group, state_dir = f"{raw}-quix", f"/tmp/{raw}-quix"
     try:
         with subprocess_contender([str(PEER_PYTHON), str(REPO / "bench/quix_peer.py"), BOOTSTRAP, raw, briefs,
@@ -131,9 +149,9 @@ def quix(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
 
 def wirewatch(stages: list[str]) -> Contender:
     @contextmanager
-    def layout(raw: str, briefs: str) -> Iterator[Callable[[], bool]]:
+    def layout(raw: str, briefs: str, stories: str) -> Iterator[Callable[[], bool]]:
         env = {**worker_env(uuid.uuid4().hex[:8], partitions=PARTITIONS),
-               "WIREWATCH_TOPIC_RAW": raw, "WIREWATCH_TOPIC_BRIEFS": briefs}
+               "WIREWATCH_TOPIC_RAW": raw, "WIREWATCH_TOPIC_BRIEFS": briefs, "WIREWATCH_TOPIC_STORIES": stories}
         with workers(env, stages, settle_seconds=SETTLE_SECONDS, first_port=6100) as processes:
             yield lambda: all(process.process.poll() is None for process in processes)
 
@@ -172,7 +190,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, contender in contenders.items():
-            runs[name].append(measure(contender, records, expected))
+            runs[name].append(measure(contender, records, expected, stories=name in STORY_CONTENDERS))
     figures = {name: median_run(results) for name, results in runs.items()}
     for name in ["bare_aiokafka", "quix_streams", *WIREWATCH_LAYOUTS]:
         figures.setdefault(name, None)

@@ -26,7 +26,9 @@ def rate(figures: dict | None) -> str:
         return "not run (peer venv missing)"
     rounds = figures.get("rounds_pages_per_second")
     spread = f" (median of {', '.join(map(str, rounds))})" if rounds else ""
-    return f"{figures['pages_per_second']} pages/s, {figures['briefs_per_second']} briefs/s{spread}"
+    briefs_out = figures.get("briefs_out_pages_per_second")
+    end, last_brief = (" to the last story update", f"; the last brief out at {briefs_out} pages/s") if briefs_out else ("", "")
+    return f"{figures['pages_per_second']} pages/s, {figures['briefs_per_second']} briefs/s{end}{spread}{last_brief}"
 
 
 def verdict(ok: bool) -> str:
@@ -47,6 +49,11 @@ def latency_rows(layouts: dict[str, dict], warm_up_seconds: float) -> list[tuple
             (f"raw → brief p50 / p99, {name}, at 90% ({at90['rate_pages_per_second']} pages/s)",
              f"{brief90['p50_ms']} / {brief90['p99_ms']} ms", "", ""),
         ]
+        if "brief_to_story_update" in at50:  # layouts with a story stage
+            story50, story90 = at50["brief_to_story_update"], at90["brief_to_story_update"]
+            rows.append((f"brief → story update p50 / p99, {name}, at 50% / 90%",
+                         f"{story50['p50_ms']} / {story50['p99_ms']} ms; {story90['p50_ms']} / {story90['p99_ms']} ms",
+                         "", ""))
         if alert50["count"]:  # layouts with a story stage
             rows.append((f"spike → alert p50 / max, {name}, at 50%",
                          f"{alert50['p50_ms']} / {alert50['max_ms']} ms ({alert50['count']} alerts)", "< 1 s",
