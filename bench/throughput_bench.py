@@ -6,8 +6,9 @@ settles into its consumer group; then the same backlog of simulated pages (a
 snapshot a minute, so most items repeat) is written at once and the contender
 publishes each brief id once. Its time is the span from the first raw
 record's append time to the last brief's (the last story update's where the
-story stage runs): start-up and group joins count for no one, and every contender runs in a process of its own while this one only
-writes the backlog and watches.
+story stage runs): start-up and group joins count for no one, and every
+contender runs in a process of its own while this one only writes the
+backlog and watches.
 
 - bare: bench/bare_loop.py, one aiokafka consume → parse → produce loop with
   wirewatch's parser and an in-memory set for de-duplication: the limit for
