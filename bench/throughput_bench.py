@@ -1,6 +1,6 @@
 """raw → briefs through the real broker: wirewatch, a bare aiokafka loop, and Quix Streams, side by side.
 
-Every contender gets a raw topic and a briefs topic of its own (4 partitions,
+Every contender gets raw, briefs and stories topics of its own (4 partitions,
 ``message.timestamp.type=LogAppendTime``), starts on the empty raw topic and
 settles into its consumer group; then the same backlog of simulated pages (a
 snapshot a minute, so most items repeat) is written at once and the contender
