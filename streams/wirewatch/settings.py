@@ -135,7 +135,10 @@ class Settings(BaseSettings):
     alert_cooldown_seconds: float = Field(default=2 * 3600, ge=0)
     alert_escalation_factor: float = Field(default=3.0, gt=1)
     story_batch_seconds: float = Field(
-        default=0.1, gt=0, description="The story agent sorts briefs arriving this close together by event time."
+        default=0.02,
+        gt=0,
+        description="The story agent sorts briefs arriving this close together by event time. Faust's batching "
+        "waits this long after every batch that is not full, idle, so it also caps the stage's rate in bursts.",
     )
 
     @model_validator(mode="after")
