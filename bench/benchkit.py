@@ -31,6 +31,7 @@ __all__ = [
     "wait_until_group_stable",
     "worker_env",
     "workers",
+    "runs_stories",
 ]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -158,6 +159,11 @@ def worker_env(run: str, *, partitions: int) -> dict[str, str]:
         "WIREWATCH_DATA_DIR": f"/tmp/bench-{run}",
         "WIREWATCH_LOG_LEVEL": "info",
     }
+
+
+def runs_stories(stages: list[str]) -> bool:
+    """Whether a layout of workers with these ``WIREWATCH_STAGES`` runs the story stage."""
+    return any(Settings(stages=stage).runs_stories for stage in stages)
 
 
 @contextmanager

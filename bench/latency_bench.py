@@ -51,7 +51,8 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from benchkit import BOOTSTRAP, LOG_APPEND_TIME, count_records, create_topics, simulated_pages, worker_env, workers
+from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, count_records, create_topics, runs_stories, simulated_pages,
+                      worker_env, workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
@@ -171,7 +172,7 @@ def main() -> None:
                 pages = warm_up_pages + max(int(rate * duration), 10)
                 records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
                 results[layout][f"at_{int(fraction * 100)}_percent"] = measure(
-                    settings, records, rate, warm_up_pages, stories=any(Settings(stages=stage).runs_stories for stage in stages))
+                    settings, records, rate, warm_up_pages, stories=runs_stories(stages))
     print(json.dumps(results))
 
 

@@ -53,10 +53,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, count_records, create_topics, fill,
-                      simulated_pages, wait_until_group_stable, worker_env, workers)
+                      runs_stories, simulated_pages, wait_until_group_stable, worker_env, workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
-from wirewatch.settings import Settings
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0
@@ -70,8 +69,7 @@ WIREWATCH_LAYOUTS = {
 }
 
 #: Contenders timed until their last story update.
-STORY_CONTENDERS = {name for name, stages in WIREWATCH_LAYOUTS.items()
-                    if any(Settings(stages=stage).runs_stories for stage in stages)}
+STORY_CONTENDERS = {name for name, stages in WIREWATCH_LAYOUTS.items() if runs_stories(stages)}
 #: A contender: given its raw, briefs and stories topics, a context in which it runs and is settled, yielding
 #: "is it alive?".
 Contender = Callable[[str, str, str], AbstractContextManager[Callable[[], bool]]]
