@@ -33,7 +33,7 @@ max_rates="$("$python" -c "import json,sys; t = json.load(open(sys.argv[1])); pr
 echo "bench: latency at 50% and 90% of the maximum rates (briefs stage, whole pipeline): $max_rates pages/s" >&2
 # shellcheck disable=SC2086  # two numbers, split on purpose
 "$python" "$repo/bench/latency_bench.py" $max_rates | tee "$results/latency.json"
-echo "bench: story-stage memory over a million briefs" >&2
+echo "bench: a worker's state over a million briefs" >&2
 "$python" "$repo/bench/memory_bench.py" | tee "$results/memory.json"
 echo "bench: stories and alerts on the default scenario" >&2
 "$repo/bench/evaluate-stories.sh" | "$python" -c "import json,sys; print(json.dumps(json.load(sys.stdin)))" | tee "$results/stories.json"

@@ -93,7 +93,7 @@ def main() -> None:
         ("2 workers ÷ 1 worker; briefs + stories workers ÷ 1 worker",
          f"{throughput['two_workers_over_one']}; {throughput['split_stages_over_one']}", "", ""),
         *latency_rows(layouts, latency["warm_up_seconds"]),
-        ("story-stage RSS after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
+        ("RSS of a worker's state (both stages, in-process) after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
          "within 10%", verdict(growth is not None and abs(growth) <= 0.10)),
         ("alert precision / recall (default scenario)",
          f"{stories['alerts']['precision']} / {stories['alerts']['recall']}", "≥ 0.9 / ≥ 0.9", ""),

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief
 from wirewatch.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
-from wirewatch.pipeline import RawRecord, RecentIds, decode_envelope, split_record
+from wirewatch.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 NOW = STAMP + timedelta(minutes=1)
@@ -195,6 +195,77 @@ def test_recent_ids_forget_the_least_recently_seen_first():
     assert recent.add("b") is True
     assert "b" in recent and "c" not in recent
     assert RecentIds(0).add("a") and RecentIds(0).add("a")
+
+
+HOUR = 3600.0
+
+
+def test_first_sightings_forward_an_id_once_and_again_only_for_the_record_that_first_carried_it():
+    table: dict[str, list] = {}
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is True
+    assert sightings.sight("a", partition=0, offset=9, fetched_at=2 * HOUR) is False  # a later snapshot
+    assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is True  # the same record read again
+    assert table == {"a": [HOUR, 0, 5, HOUR]}
+
+
+def test_first_sightings_forget_an_id_once_its_partition_has_moved_on_past_the_retention():
+    table: dict[str, list] = {}
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    sightings.sight("old", partition=0, offset=0, fetched_at=0.0)
+    sightings.sight("other-partition", partition=1, offset=0, fetched_at=0.0)
+    sightings.sight("young", partition=0, offset=1, fetched_at=2 * HOUR)
+    assert sightings.sight("x", partition=0, offset=2, fetched_at=24 * HOUR) and "old" in table  # not past yet
+    sightings.sight("y", partition=0, offset=3, fetched_at=25 * HOUR)
+    assert "old" not in table and "young" in table
+    assert "other-partition" in table  # its own partition's clock has not moved
+    # Forgotten: a page that lists it again forwards it again, as a new sighting.
+    assert sightings.sight("old", partition=0, offset=4, fetched_at=25 * HOUR) is True
+    assert table["old"] == [25 * HOUR, 0, 4, 25 * HOUR]
+
+
+def test_first_sightings_keep_a_backfill_of_old_pages_as_long_as_live_ones():
+    """The clock is the latest fetch time of the partition: old pages neither move it back nor expire at once."""
+    table: dict[str, list] = {}
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    sightings.sight("live", partition=0, offset=0, fetched_at=100 * HOUR)
+    assert sightings.sight("archived", partition=0, offset=1, fetched_at=10 * HOUR) is True
+    sightings.sight("later", partition=0, offset=2, fetched_at=101 * HOUR)
+    assert sightings.sight("archived", partition=0, offset=3, fetched_at=10 * HOUR) is False  # still remembered
+    assert table["archived"] == [10 * HOUR, 0, 1, 100 * HOUR]
+    sightings.sight("much-later", partition=0, offset=4, fetched_at=125 * HOUR)
+    assert "archived" not in table and "live" not in table and "later" in table
+
+
+def test_first_sightings_read_their_order_and_clocks_back_from_a_recovered_table():
+    """After a rebalance the table holds what the changelog recovered, including entries of three fields."""
+    recovered = {
+        "three-fields": [1 * HOUR, 0, 0],
+        "recorded-late": [0.0, 0, 1, 30 * HOUR],  # a backfilled page: kept from when it was recorded
+        "recent": [30 * HOUR, 0, 2, 30 * HOUR],
+        "elsewhere": [0.0, 3, 0, 0.0],
+    }
+    table = dict(recovered)
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    # The clock is back at 30 h without any new fetch time: an old candidate sighted now expires what 30 h does.
+    assert sightings.sight("recent", partition=0, offset=7, fetched_at=0.0) is False
+    assert "three-fields" not in table and "recorded-late" in table and "elsewhere" in table
+    sightings.sight("z", partition=0, offset=8, fetched_at=55 * HOUR)
+    assert sorted(table) == ["elsewhere", "z"]
+
+
+def test_first_sightings_reload_after_the_table_changed_hands():
+    table: dict[str, list] = {}
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    sightings.sight("a", partition=0, offset=0, fetched_at=0.0)
+    # Meanwhile another worker owned partition 0: it forgot "a" and recorded "b" (its changelog, recovered here).
+    del table["a"]
+    table["b"] = [20 * HOUR, 0, 1, 20 * HOUR]
+    sightings.reload()
+    sightings.sight("c", partition=0, offset=2, fetched_at=30 * HOUR)
+    assert sorted(table) == ["b", "c"]
+    sightings.sight("d", partition=0, offset=3, fetched_at=45 * HOUR)
+    assert sorted(table) == ["c", "d"]
 
 
 def test_a_partition_behind_without_progress_is_stalled_after_the_set_time():

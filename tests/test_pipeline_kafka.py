@@ -8,17 +8,19 @@ import base64
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
 
-from kafka_helpers import free_port, produce, read_topic, run, wait_until_drained
-from wirewatch.models import Brief, DeadLetter
+from kafka_helpers import free_port, metric_total, produce, read_topic, run, scrape_metrics, wait_until_drained
+from wirewatch.models import Brief, DeadLetter, Envelope
 from wirewatch.parser import parse_page
 
 pytestmark = pytest.mark.kafka
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
+WORLD_PAGE = Path(__file__).resolve().parent.parent / "samples" / "pages" / "world-0800.txt"
 
 
 def _produce_page_with_cli(path, fetched_at: datetime) -> dict:
@@ -155,6 +157,48 @@ def test_the_worker_waits_for_a_broker_that_is_not_up_yet(wirewatch_settings, wi
 
     records = run(asyncio.wait_for(bring_broker_up_and_check(), 150))
     assert len(records) == 8
+
+
+def test_the_deduplication_table_forgets_ids_past_their_retention_and_a_restart_recovers_without_them(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    env = {**wirewatch_env, "WIREWATCH_STAGES": "briefs", "WIREWATCH_BRIEF_ID_RETENTION_SECONDS": "3600",
+           # one candidates partition, whose clock every page moves
+           "WIREWATCH_TOPIC_PARTITIONS": "1"}
+    worker = start_worker(env)
+    settings = wirewatch_settings.model_copy(update={"topic_partitions": 1})
+    first_seen = f"{settings.group_id}-brief-first-seen-changelog"
+    entries = "wirewatch_table_entries"
+
+    def send(page: str, fetched_at: datetime) -> None:
+        envelope = Envelope(source="retention", fetched_at=fetched_at, body=page)
+        run(produce(settings, settings.topic_raw, envelope.model_dump_json().encode(), key=b"page"))
+
+    early = datetime.now(timezone.utc) - timedelta(hours=3)
+    send(seed_page, early)
+    seed_ids = {brief.id for brief in parse_page(seed_page, fetched_at=early, source="retention").briefs}
+    run(read_topic(settings, settings.topic_briefs, at_least=8))
+    run(wait_until_drained(settings, _internal_topics(settings)))
+    assert metric_total(scrape_metrics(int(env["WIREWATCH_WEB_PORT"])), entries, table="brief-first-seen") == 8
+
+    # Two hours of fetch time later: the seed page's ids are an hour past the retention.
+    world = WORLD_PAGE.read_text(encoding="utf-8")
+    send(world, early + timedelta(hours=2))
+    world_ids = {brief.id for brief in parse_page(world, fetched_at=early, source="retention").briefs}
+    run(read_topic(settings, settings.topic_briefs, at_least=8 + len(world_ids)))
+    run(wait_until_drained(settings, _internal_topics(settings)))
+    assert metric_total(scrape_metrics(int(env["WIREWATCH_WEB_PORT"])), entries, table="brief-first-seen") == len(
+        world_ids
+    )
+    changelog = run(read_topic(settings, first_seen, at_least=8 + len(world_ids) + 8))
+    forgotten = {record.key.decode().strip('"') for record in changelog if record.value is None}
+    assert forgotten == seed_ids
+
+    # The deletions are durable: a restarted worker recovers the table without them.
+    worker.stop()
+    port = free_port()
+    start_worker({**env, "WIREWATCH_WEB_PORT": str(port)})
+    assert metric_total(scrape_metrics(port), entries, table="brief-first-seen") == len(world_ids)
 
 
 def test_kill_usr1_logs_where_each_source_partition_stands(wirewatch_settings, wirewatch_env, start_worker, seed_page):

@@ -66,7 +66,7 @@ from .kafka import TopicSpec
 from .metrics import Metrics
 from .models import Brief, ClusterInput
 from .ordering import Admission, OffsetOrder
-from .pipeline import RawRecord, RecentIds, bare_page_source, dead_letter, split_record
+from .pipeline import FirstSightings, RawRecord, RecentIds, bare_page_source, dead_letter, split_record
 from .progress import StallWatch
 from .settings import Settings
 from .web import WirewatchWeb, add_views
@@ -446,8 +446,9 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
         "brief-first-seen",
         key_type=str,
         partitions=settings.topic_partitions,
-        help="Brief id → [fetched_at, partition, offset] of the candidate that first carried it.",
+        help="Brief id → [fetched_at, partition, offset, recorded_at] of the candidate that first carried it.",
     )
+    sightings = FirstSightings(first_seen, settings.brief_id_retention_seconds)
 
     async def publish_dead_letter(letter, key: bytes | None) -> None:
         metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
@@ -463,6 +464,8 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
     async def forget_forwarded(sender, revoked, **kwargs) -> None:
         # A rebalance re-reads what was not committed; rely on nothing sent before it.
         forwarded.clear()
+        # The partitions' entries change hands and are recovered anew.
+        sightings.reload()
 
     repeats_at_split = metrics.duplicate_briefs.labels("split")
 
@@ -516,20 +519,19 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
     async def deduplicate_briefs(stream: faust.StreamT) -> None:
         """Forward each brief id once: the first snapshot that carries it wins.
 
-        The table remembers which candidate record was first. Reading that very
-        record again means the worker crashed after recording it and before
+        The table remembers which candidate record was first, for
+        ``brief_id_retention_seconds`` of fetch time. Reading that very record
+        again means the worker crashed after recording it and before
         committing its offset, when the brief may not have been published: it
         is published again (at least once), never dropped.
         """
         async for event in stream.events():
-            brief_id = event.key.decode()
-            origin = [event.message.partition, event.message.offset]
-            seen = first_seen.get(brief_id)
-            if seen is not None and seen[1:] != origin:
+            brief = Brief.model_validate_json(event.value)
+            first = sightings.sight(event.key.decode(), partition=event.message.partition,
+                                    offset=event.message.offset, fetched_at=brief.fetched_at.timestamp())
+            if not first:
                 metrics.duplicate_briefs.labels("deduplicate").inc()
                 continue
-            brief = Brief.model_validate_json(event.value)
-            first_seen[brief_id] = [brief.fetched_at.timestamp(), *origin]
             await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp, force=True)
             await story_input_topic.send(
                 key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp, force=True

@@ -7,8 +7,8 @@ what the offline command prints is what the worker publishes.
 from __future__ import annotations
 
 import base64
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +19,7 @@ from .models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
-           "bare_page_source", "RecentIds"]
+           "bare_page_source", "RecentIds", "FirstSightings"]
 
 
 @dataclass(frozen=True)
@@ -230,3 +230,68 @@ class RecentIds:
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
         return True
+
+
+class FirstSightings:
+    """Which candidate record first carried each brief id, forgotten once the stream has moved on.
+
+    ``table`` maps a brief id to ``[fetched_at, partition, offset, recorded_at]``:
+    the fetch time and the candidates-topic place of the candidate that first
+    carried it, and its partition's clock when it was recorded. A partition's
+    clock is the latest fetch time among its candidates, so entries are
+    forgotten by event time: a replayed backlog forgets as the live feed did,
+    and a restart does not reset the clock (it is read back from the table).
+    An entry is forgotten once its partition's clock is ``retention`` seconds
+    past its ``recorded_at`` (past its ``fetched_at`` for entries of three
+    fields), not past its fetch time, so that a backfill of old pages is kept
+    as long as live pages are. Without expiry the table, and the memory of
+    every worker that holds it, grows with every brief ever seen.
+
+    Entries are forgotten while a candidate of their own partition is sighted:
+    a Faust table writes a deletion to the changelog partition of the record
+    being processed, which for a table keyed like its topic is the entry's own.
+    """
+
+    def __init__(self, table: MutableMapping[str, list], retention: float) -> None:
+        self.table = table
+        self.retention = retention
+        self._clocks: dict[int, float] = {}
+        #: Per partition, (recorded_at, brief id) of its entries, oldest first; None until read from the table.
+        self._queues: dict[int, deque[tuple[float, str]]] | None = None
+
+    def sight(self, brief_id: str, *, partition: int, offset: int, fetched_at: float) -> bool:
+        """Record the candidate at ``partition``/``offset``; True when it is the first to carry ``brief_id``.
+
+        True also for that same record read again (after a crash before its
+        offset was committed, when its brief may not have been forwarded).
+        """
+        queue = self._queue(partition)
+        clock = self._clocks[partition] = max(self._clocks.get(partition, fetched_at), fetched_at)
+        horizon = clock - self.retention
+        while queue and queue[0][0] < horizon:
+            _, expired = queue.popleft()
+            if expired in self.table:
+                del self.table[expired]
+        seen = self.table.get(brief_id)
+        if seen is not None:
+            return seen[1:3] == [partition, offset]
+        self.table[brief_id] = [fetched_at, partition, offset, clock]
+        queue.append((clock, brief_id))
+        return True
+
+    def reload(self) -> None:
+        """Read the entries' order and the clocks from the table again at the next sighting (after a rebalance)."""
+        self._queues = None
+        self._clocks.clear()
+
+    def _queue(self, partition: int) -> deque[tuple[float, str]]:
+        if self._queues is None:
+            entries: dict[int, list[tuple[float, str]]] = {}
+            for brief_id, entry in self.table.items():
+                entries.setdefault(entry[1], []).append((entry[3] if len(entry) > 3 else entry[0], brief_id))
+            self._queues = {}
+            for owner, owned in entries.items():
+                owned.sort()
+                self._queues[owner] = deque(owned)
+                self._clocks[owner] = owned[-1][0]
+        return self._queues.setdefault(partition, deque())

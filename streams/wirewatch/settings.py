@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Brief ids each worker remembers forwarding, to skip repeats before Kafka; 0 sends every candidate.",
     )
+    brief_id_retention_seconds: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="The de-duplication table forgets a brief id once its candidates partition's fetch times have "
+        "moved this far past the candidate that first carried it; a page listing the brief after that forwards it again.",
+    )
     dead_letter_max_original_bytes: int = Field(
         default=64 * 1024, ge=0, description="How much of a rejected value a dead letter keeps."
     )
