@@ -367,6 +367,22 @@ class WirewatchApp:
     source_topics: frozenset[str]
 
 
+class _EventTimeWindowedTable(faust.Table):
+    """A table wrapped in windows that wirewatch expires itself, by event time (see ``FaustWindowCounts``).
+
+    faust-streaming's compiled windows keep "never expires" as ``expires == 0.0``
+    while its tables ask ``window.expires is None``, so a windowed table that
+    never expires still keeps Faust's expiry bookkeeping: a heap entry per
+    write, which nothing ever takes off (memory growing with every count), and
+    a set of keys per window end, from which a deletion discards the key, and
+    a key that a RocksDB store gives back as a list cannot be hashed: the story
+    agent crashed as soon as buckets it had written itself expired.
+    """
+
+    def _should_expire_keys(self) -> bool:
+        return False
+
+
 class FaustWindowCounts:
     """:class:`~wirewatch.windows.WindowCounts` over a tumbling Faust table of ``step``-long buckets.
 
@@ -561,9 +577,9 @@ def _declare_story_stage(
         # expire after a restart (faust-streaming #385). The engine drops old
         # windows itself, by event time, through the table (so the changelog
         # gets tombstones).
-        return app.Table(name, default=int, partitions=settings.topic_partitions, help=help).tumbling(
-            detector.window_step
-        )
+        table = _EventTimeWindowedTable(app, name=name, default=int, beacon=app.tables.beacon,
+                                        partitions=settings.topic_partitions, help=help)
+        return app.tables.add(table).tumbling(detector.window_step)
 
     topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
     story_windows = window_table("story-step-counts", "Briefs per story and window step.")
