@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +27,7 @@ __all__ = [
     "create_topics",
     "fill",
     "count_records",
+    "wait_for_output",
     "append_time_span",
     "wait_until_group_stable",
     "worker_env",
@@ -95,6 +96,17 @@ async def count_records(topic: str) -> int:
         return sum(ends[tp] - starts[tp] for tp in partitions)
     finally:
         await consumer.stop()
+
+
+async def wait_for_output(topic: str, expected: int, alive: Callable[[], bool], timeout: float = 900.0) -> None:
+    """Until ``topic`` holds ``expected`` records; fails when ``alive()`` says its writer died, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while await count_records(topic) < expected:
+        if not alive():
+            raise RuntimeError(f"the process writing {topic} died; see its log in /tmp")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout} s")
+        await asyncio.sleep(0.2)
 
 
 async def _edge_append_times(topic: str, *, last: bool) -> list[int]:

@@ -33,6 +33,8 @@ max_rates="$("$python" -c "import json,sys; t = json.load(open(sys.argv[1])); pr
 echo "bench: latency at 50% and 90% of the maximum rates (briefs stage, whole pipeline): $max_rates pages/s" >&2
 # shellcheck disable=SC2086  # two numbers, split on purpose
 "$python" "$repo/bench/latency_bench.py" $max_rates | tee "$results/latency.json"
+echo "bench: restart → ready by table store" >&2
+"$python" "$repo/bench/recovery_bench.py" | tee "$results/recovery.json"
 echo "bench: a worker's state over a million briefs" >&2
 "$python" "$repo/bench/memory_bench.py" | tee "$results/memory.json"
 echo "bench: stories and alerts on the default scenario" >&2

@@ -52,8 +52,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, count_records, create_topics, fill,
-                      runs_stories, simulated_pages, wait_until_group_stable, worker_env, workers)
+from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, create_topics, fill, runs_stories,
+                      simulated_pages, wait_for_output, wait_until_group_stable, worker_env, workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 
@@ -73,16 +73,6 @@ STORY_CONTENDERS = {name for name, stages in WIREWATCH_LAYOUTS.items() if runs_s
 #: A contender: given its raw, briefs and stories topics, a context in which it runs and is settled, yielding
 #: "is it alive?".
 Contender = Callable[[str, str, str], AbstractContextManager[Callable[[], bool]]]
-
-
-async def wait_for_output(topic: str, expected: int, alive: Callable[[], bool], timeout: float = 900.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await count_records(topic) < expected:
-        if not alive():
-            raise RuntimeError(f"the process writing {topic} died; see its log in /tmp")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 async def fill_timed(raw: str, records: list[tuple[bytes, bytes]]) -> float:

@@ -65,7 +65,7 @@ def main() -> None:
     results, out = Path(sys.argv[1]), Path(sys.argv[2])
     load = lambda name: json.loads((results / name).read_text())  # noqa: E731
     parser, throughput, latency = load("parser.json"), load("throughput.json"), load("latency.json")
-    memory, stories = load("memory.json"), load("stories.json")
+    memory, stories, recovery = load("memory.json"), load("stories.json"), load("recovery.json")
     layouts = {"raw → briefs stage, one worker": latency["briefs_stage"], "whole pipeline, one worker": latency["one_worker"],
                "whole pipeline, briefs + stories workers": latency["briefs_and_stories_workers"]}
     over_quix = throughput["wirewatch_over_quix"]
@@ -95,6 +95,12 @@ def main() -> None:
         *latency_rows(layouts, latency["warm_up_seconds"]),
         ("RSS of a worker's state (both stages, in-process) after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
          "within 10%", verdict(growth is not None and abs(growth) <= 0.10)),
+        (f"restart → ready, one worker, after {recovery['hours']:g} h of feed ({recovery['briefs']} briefs): "
+         f"memory:// (replaying {recovery['memory']['changelog_records']} changelog records) / rocksdb:// "
+         "(local state) / a worker without state",
+         f"{recovery['memory']['ready_seconds']} / {recovery['rocksdb']['ready_seconds']} / "
+         f"{recovery['without_state']['ready_seconds']} s (medians of {len(recovery['memory']['runs_ready_seconds'])} starts)",
+         "", ""),
         ("alert precision / recall (default scenario)",
          f"{stories['alerts']['precision']} / {stories['alerts']['recall']}", "≥ 0.9 / ≥ 0.9", ""),
         ("median detection delay", f"{stories['alerts']['median_delay_seconds']} s", "≤ 300 s",
@@ -117,7 +123,7 @@ def main() -> None:
         "## Raw JSON",
         "",
         "```json",
-        *(json.dumps(item) for item in (parser, throughput, latency, memory, stories)),
+        *(json.dumps(item) for item in (parser, throughput, latency, memory, recovery, stories)),
         "```",
     ]
     out.write_text("\n".join(lines) + "\n")
