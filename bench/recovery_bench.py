@@ -96,6 +96,7 @@ async def changelog_records(app_id: str) -> dict[str, int]:
 
 
 def restart(store: str, records: list[tuple[bytes, bytes]], briefs: int) -> dict:
+    """A fresh worker with ``store`` works through ``records`` and stops; its restarts timed, its changelogs counted."""
     env = fresh_env(store)
     data_dir = Path(env["WIREWATCH_DATA_DIR"])
     try:
