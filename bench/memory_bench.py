@@ -56,7 +56,7 @@ def main() -> None:
         scenario = Scenario(hours=24, background_rate_per_hour=BRIEFS_PER_HOUR, spikes=8, snapshot_every=86400, seed=day)
         for brief in sorted(simulate(scenario, start + timedelta(days=day)).briefs, key=lambda b: b.published_at):
             forwarded.add(brief.id)
-            partition = hash(brief.id) % CANDIDATE_PARTITIONS
+            partition = int(brief.id, 16) % CANDIDATE_PARTITIONS
             sightings.sight(brief.id, partition=partition, offset=offsets[partition],
                             fetched_at=brief.published_at.timestamp())
             offsets[partition] += 1
