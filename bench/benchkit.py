@@ -33,6 +33,7 @@ __all__ = [
     "worker_env",
     "workers",
     "runs_stories",
+    "topics_removed_after",
 ]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -57,6 +58,37 @@ def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end:
         envelope = Envelope(source="bench", url=url, fetched_at=snapshot.fetched_at, body=snapshot.page)
         records.append((url.encode(), envelope.model_dump_json().encode()))
     return records
+
+
+async def _topic_names() -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def topics_removed_after() -> Iterator[None]:
+    """Deletes, on the way out, every topic created inside: each measurement meets the broker as the one
+    before it did (a broker holding thousands of partitions from earlier runs ran every worker slower)."""
+    before = asyncio.run(_topic_names())
+    try:
+        yield
+    finally:
+        created = sorted(asyncio.run(_topic_names()) - before)
+        if created:
+            asyncio.run(_delete_topics(created))
 
 
 async def create_topics(topics: list[str], partitions: int, configs: dict[str, str] | None = None) -> None:

@@ -52,7 +52,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, count_records, create_topics, runs_stories, simulated_pages,
-                      worker_env, workers)
+                      topics_removed_after, worker_env, workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 from wirewatch.settings import Settings
@@ -164,15 +164,16 @@ def main() -> None:
             env = worker_env(run, partitions=PARTITIONS)
             os.environ.update(env)  # the workers' settings, for the topic names
             settings = Settings()
-            asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_stories,
-                                       settings.topic_alerts], PARTITIONS, LOG_APPEND_TIME))
-            with workers(env, stages, settle_seconds=5, first_port=6110):
-                rate = max_rates[max_rate_of] * fraction
-                warm_up_pages = int(rate * WARM_UP_SECONDS)
-                pages = warm_up_pages + max(int(rate * duration), 10)
-                records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
-                results[layout][f"at_{int(fraction * 100)}_percent"] = measure(
-                    settings, records, rate, warm_up_pages, stories=runs_stories(stages))
+            with topics_removed_after():
+                asyncio.run(create_topics([settings.topic_raw, settings.topic_briefs, settings.topic_stories,
+                                           settings.topic_alerts], PARTITIONS, LOG_APPEND_TIME))
+                with workers(env, stages, settle_seconds=5, first_port=6110):
+                    rate = max_rates[max_rate_of] * fraction
+                    warm_up_pages = int(rate * WARM_UP_SECONDS)
+                    pages = warm_up_pages + max(int(rate * duration), 10)
+                    records = simulated_pages(pages / 60, snapshot_every=60, seed=seed, spikes=6)
+                    results[layout][f"at_{int(fraction * 100)}_percent"] = measure(
+                        settings, records, rate, warm_up_pages, stories=runs_stories(stages))
     print(json.dumps(results))
 
 

@@ -37,7 +37,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from benchkit import BOOTSTRAP, count_records, fill, simulated_pages, wait_for_output, worker_env
+from benchkit import (BOOTSTRAP, count_records, fill, simulated_pages, topics_removed_after, wait_for_output,
+                      worker_env)
 from kafka_helpers import WorkerProcess, free_port
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
@@ -100,17 +101,18 @@ def restart(store: str, records: list[tuple[bytes, bytes]], briefs: int) -> dict
     env = fresh_env(store)
     data_dir = Path(env["WIREWATCH_DATA_DIR"])
     try:
-        worker = WorkerProcess.start(env, log_path=Path(f"{data_dir}-feed.log"))
-        try:
-            worker.wait_ready(timeout=180)
-            if records:
-                asyncio.run(fill(env["WIREWATCH_TOPIC_RAW"], records))
-            alive = lambda: worker.process.poll() is None  # noqa: E731
-            asyncio.run(wait_for_output(env["WIREWATCH_TOPIC_STORIES"], briefs, alive))
-        finally:
-            worker.stop()
-        tables = asyncio.run(changelog_records(env["WIREWATCH_APP_ID"]))
-        starts = median_start(env, "restart")
+        with topics_removed_after():
+            worker = WorkerProcess.start(env, log_path=Path(f"{data_dir}-feed.log"))
+            try:
+                worker.wait_ready(timeout=180)
+                if records:
+                    asyncio.run(fill(env["WIREWATCH_TOPIC_RAW"], records))
+                alive = lambda: worker.process.poll() is None  # noqa: E731
+                asyncio.run(wait_for_output(env["WIREWATCH_TOPIC_STORIES"], briefs, alive))
+            finally:
+                worker.stop()
+            tables = asyncio.run(changelog_records(env["WIREWATCH_APP_ID"]))
+            starts = median_start(env, "restart")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     return {**starts, "changelog_records": sum(tables.values()), "changelog_records_by_table": tables}

@@ -53,7 +53,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, create_topics, fill, runs_stories,
-                      simulated_pages, wait_for_output, wait_until_group_stable, worker_env, workers)
+                      simulated_pages, topics_removed_after, wait_for_output, wait_until_group_stable, worker_env,
+                      workers)
 from wirewatch.models import Envelope
 from wirewatch.pipeline import parse_envelope
 
@@ -89,14 +90,15 @@ def measure(contender: Contender, records: list[tuple[bytes, bytes]], expected: 
     """
     run = uuid.uuid4().hex[:8]
     raw, briefs, story_topic = f"bench-{run}.raw", f"bench-{run}.briefs", f"bench-{run}.stories"
-    asyncio.run(create_topics([raw, briefs, story_topic], PARTITIONS, LOG_APPEND_TIME))
-    with contender(raw, briefs, story_topic) as alive:
-        fill_seconds = asyncio.run(fill_timed(raw, records))
-        asyncio.run(wait_for_output(briefs, expected, alive))
-        if stories:
-            asyncio.run(wait_for_output(story_topic, expected, alive))
-    brief_seconds = asyncio.run(append_time_span(raw, briefs))
-    seconds = asyncio.run(append_time_span(raw, story_topic)) if stories else brief_seconds
+    with topics_removed_after():
+        asyncio.run(create_topics([raw, briefs, story_topic], PARTITIONS, LOG_APPEND_TIME))
+        with contender(raw, briefs, story_topic) as alive:
+            fill_seconds = asyncio.run(fill_timed(raw, records))
+            asyncio.run(wait_for_output(briefs, expected, alive))
+            if stories:
+                asyncio.run(wait_for_output(story_topic, expected, alive))
+        brief_seconds = asyncio.run(append_time_span(raw, briefs))
+        seconds = asyncio.run(append_time_span(raw, story_topic)) if stories else brief_seconds
     figures = {"seconds": round(seconds, 2), "pages_per_second": round(len(records) / seconds),
                "briefs_per_second": round(expected / seconds),
                "fill_pages_per_second": round(len(records) / fill_seconds)}
