@@ -7,8 +7,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,6 +34,7 @@ __all__ = [
     "workers",
     "runs_stories",
     "topics_removed_after",
+    "topic_names",
 ]
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -60,44 +61,43 @@ def simulated_pages(hours: float, *, snapshot_every: float, seed: int = 33, end:
     return records
 
 
-async def _topic_names() -> set[str]:
+@asynccontextmanager
+async def _admin() -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        return set(await admin.list_topics())
+        yield admin
     finally:
         await admin.close()
+
+
+async def topic_names() -> set[str]:
+    """Every topic on the broker."""
+    async with _admin() as admin:
+        return set(await admin.list_topics())
 
 
 async def _delete_topics(topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
+    async with _admin() as admin:
         await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 @contextmanager
 def topics_removed_after() -> Iterator[None]:
     """Deletes, on the way out, every topic created inside: each measurement meets the broker as the one
     before it did (a broker holding thousands of partitions from earlier runs ran every worker slower)."""
-    before = asyncio.run(_topic_names())
+    before = asyncio.run(topic_names())
     try:
         yield
     finally:
-        created = sorted(asyncio.run(_topic_names()) - before)
+        created = sorted(asyncio.run(topic_names()) - before)
         if created:
             asyncio.run(_delete_topics(created))
 
 
 async def create_topics(topics: list[str], partitions: int, configs: dict[str, str] | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
+    async with _admin() as admin:
         await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs or {}) for topic in topics])
-    finally:
-        await admin.close()
 
 
 async def fill(topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -174,9 +174,7 @@ async def append_time_span(source: str, output: str) -> float:
 
 async def wait_until_group_stable(group: str, timeout: float = 120.0) -> None:
     """Until consumer group ``group`` has members and has finished rebalancing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
+    async with _admin() as admin:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for response in await admin.describe_consumer_groups([group]):
@@ -185,8 +183,6 @@ async def wait_until_group_stable(group: str, timeout: float = 120.0) -> None:
                         return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"consumer group {group} not stable after {timeout} s")
-    finally:
-        await admin.close()
 
 
 def worker_env(run: str, *, partitions: int) -> dict[str, str]:

@@ -35,9 +35,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
-from benchkit import (BOOTSTRAP, count_records, fill, simulated_pages, topics_removed_after, wait_for_output,
+from benchkit import (count_records, fill, simulated_pages, topic_names, topics_removed_after, wait_for_output,
                       worker_env)
 from kafka_helpers import WorkerProcess, free_port
 from wirewatch.models import Envelope
@@ -85,15 +83,9 @@ def fresh_env(store: str) -> dict[str, str]:
 
 async def changelog_records(app_id: str) -> dict[str, int]:
     """Records on each table changelog of app ``app_id``, by table."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    await consumer.start()
-    try:
-        topics = await consumer.topics()
-    finally:
-        await consumer.stop()
     prefix, suffix = f"{app_id}-", "-changelog"
     return {name.removeprefix(prefix).removesuffix(suffix): await count_records(name)
-            for name in sorted(topics) if name.startswith(prefix) and name.endswith(suffix)}
+            for name in sorted(await topic_names()) if name.startswith(prefix) and name.endswith(suffix)}
 
 
 def restart(store: str, records: list[tuple[bytes, bytes]], briefs: int) -> dict:

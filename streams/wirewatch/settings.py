@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         default=7 * 86400,
         gt=0,
         description="The de-duplication table forgets a brief id once its candidates partition's fetch times have "
-        "moved this far past the candidate that first carried it; a page listing the brief after that forwards it again.",
+        "moved this far past the candidate that first carried it; a page listing the brief after that may forward it again.",
     )
     dead_letter_max_original_bytes: int = Field(
         default=64 * 1024, ge=0, description="How much of a rejected value a dead letter keeps."
