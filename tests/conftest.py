@@ -19,7 +19,8 @@ from kafka_helpers import WorkerProcess, free_port
 from wirewatch.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-SEED_PAGE = REPO.parent / "shared" / "seed" / "000_febc59f7181d7d7e.txt"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+SEED_PAGE = TEST_DATA / "seed-page.txt"
 LOCAL_KAFKA = REPO / "deploy" / "kafka" / "local-kafka.sh"
 
 
