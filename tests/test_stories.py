@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import io
 import itertools
+import json
 import math
 import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +70,7 @@ class TestTerms:
         terms = extractor.extract("De Amerikaanse president Donald Trump sprak in Davos. Trump zei dat hij wil onderhandelen.")
         assert "donald trump" in terms.topics and "trump" not in terms.topics
         assert "davos" in terms.topics
-        assert "onderhandelen" in terms.weights, "content words stay, lemmatised"
+        assert "onderhandelen" in terms.weights, "content words stay"
         assert "dat" not in terms.weights and "de" not in terms.weights, "stopwords go"
 
     def test_sentence_openers_are_not_names(self, extractor):
@@ -122,15 +124,21 @@ class TestClustering:
     def test_the_seed_greenland_briefs_share_a_story(self, extractor, seed_page):
         stories = engine(extractor)
         assignments = {b.id: stories.process(b).story.id for b in seed_inputs(seed_page)}
-        greenland = {b.id for b in seed_inputs(seed_page) if "Groenland" in b.text}
-        assert len({assignments[i] for i in greenland}) == 1
-        others = {assignments[i] for i in assignments if i not in greenland}
-        assert assignments[next(iter(greenland))] not in others
+        inputs = seed_inputs(seed_page)
+        greenland = {b.id for b in inputs if "Groenland" in b.text}
+        assert len(greenland) == 4 and len({assignments[i] for i in greenland}) == 1
+        story = assignments[next(iter(greenland))]
+        # Von der Leyen not meeting Trump in Davos is the same Davos story; the North Korea lead, the Japanese
+        # reactor and Witkoff's trip to Moscow are not.
+        davos = {b.id for b in inputs if "von der Leyen" in b.text}
+        assert {i for i, s in assignments.items() if s == story} == greenland | davos
+        lead = next(b.id for b in inputs if b.headline)
+        assert sum(1 for s in assignments.values() if s == assignments[lead]) == 1
 
     def test_stories_expire(self, extractor):
         stories = engine(extractor)
         first = stories.process(ClusterInput(id="a", text="Groenland en Denemarken praten.", published_at=FETCHED))
-        stories.process(ClusterInput(id="b", text="Iets heel anders over Japan.", published_at=FETCHED + timedelta(hours=7)))
+        stories.process(ClusterInput(id="b", text="Iets heel anders over Japan.", published_at=FETCHED + timedelta(days=4)))
         assert first.story.id not in stories.state.stories
         again = stories.process(
             ClusterInput(id="c", text="Groenland en Denemarken praten.", published_at=FETCHED + timedelta(hours=7))
@@ -389,6 +397,7 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
     inputs = seed_inputs(seed_page)
     batches = [inputs[i : i + 2] for i in range(0, len(inputs), 2)]
     greenland = {b.id for b in inputs if "Groenland" in b.text}
+    davos_story = greenland | {b.id for b in inputs if "von der Leyen" in b.text}
 
     def run_batch(stories: StoryEngine, batch) -> list:
         results = [stories.apply(brief) for brief in batch]
@@ -417,7 +426,7 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
         raised = {alert.id for alert in alerts if alert.topic == "greenland" and alert.revision == 1}
         assert len(raised) == 1, f"{cut}: Greenland raised as {raised}"
         final = max((a for a in alerts if a.topic == "greenland"), key=lambda a: a.revision)
-        assert state.stories[final.story_ids[0]]["count"] == 4, cut
+        assert state.stories[final.story_ids[0]]["count"] == len(davos_story), cut
         if ("topic_history" in kept) == ("topic_counts" in kept):
             assert final.count == 4 and set(final.brief_ids) == greenland, cut
 
@@ -488,3 +497,80 @@ def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
     plain = run(None)
     assert plain[0], "the scenario raises alerts"
     assert run(7) == plain
+
+
+def labelled(name: str) -> list[dict]:
+    """Real labelled briefs copied from public data sets into tests/data (headlines: UCI News Aggregator;
+    tweets: CrisisLexT26), each with its gold story."""
+    path = Path(__file__).parent / "data" / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def cluster_labelled(extractor, records: list[dict]) -> dict[str, str]:
+    from wirewatch.evaluation import resolve_merges
+
+    stories = engine(extractor)
+    assignments, merges = {}, []
+    for record in sorted(records, key=lambda r: (r["published_at"], r["id"])):
+        story = stories.process(ClusterInput.model_validate(record)).story
+        assignments[record["id"]] = story.id
+        merges += [(gone, story.id) for gone in story.merged_story_ids]
+    return resolve_merges(assignments, merges)
+
+
+class TestRealStories:
+    @pytest.mark.parametrize("name", ["real-headlines.jsonl", "real-tweets.jsonl"])
+    def test_no_story_mixes_two_real_stories(self, extractor, name):
+        records = labelled(name)
+        gold = {r["id"]: r["story"] for r in records}
+        predicted = cluster_labelled(extractor, records)
+        members: dict[str, set[str]] = {}
+        for brief, story in predicted.items():
+            members.setdefault(story, set()).add(gold[brief])
+        assert all(len(stories) == 1 for stories in members.values()), members
+
+    def test_headlines_of_one_story_from_many_publishers_are_one_story(self, extractor):
+        records = labelled("real-headlines.jsonl")
+        predicted = cluster_labelled(extractor, records)
+        for story in {r["story"] for r in records}:
+            assert len({predicted[r["id"]] for r in records if r["story"] == story}) == 1, story
+
+    def test_tweets_of_one_event_mostly_land_in_one_story(self, extractor):
+        from wirewatch.evaluation import score_clusters
+
+        records = labelled("real-tweets.jsonl")
+        scores = score_clusters({r["id"]: r["story"] for r in records}, cluster_labelled(extractor, records))
+        assert scores["bcubed_precision"] == 1.0
+        assert scores["bcubed_recall"] >= 0.75
+        assert scores["predicted_stories"] <= 4
+
+
+def test_two_stories_that_converge_merge_into_the_larger():
+    from wirewatch.clustering import Clusterer, ClusterConfig
+    from wirewatch.terms import BriefTerms
+
+    clusterer = Clusterer(ClusterConfig(similarity=0.3, merge_similarity=0.3), {})
+    start = FETCHED.timestamp()
+
+    def brief(i: int, *words: str):
+        return clusterer.assign(f"b{i}", BriefTerms("en", (), {w: 1.0 for w in words}), start + 60 * i, " ".join(words))
+
+    assert brief(0, "quake", "tremor").opened
+    assert brief(1, "evacuation", "shelter").opened, "no shared word yet: a second story"
+    assert brief(2, "quake", "tremor", "aftershock").story["id"] == "story-b0"
+    joined = brief(3, "evacuation", "shelter", "quake", "tremor")
+    assert joined.story["id"] == "story-b0" and joined.merged == ["story-b1"]
+    assert set(joined.story["brief_ids"]) == {"b0", "b1", "b2", "b3"} and joined.story["count"] == 4
+    assert set(clusterer.stories) == {"story-b0"}
+    assert brief(4, "shelter", "evacuation").story["id"] == "story-b0", "the absorbed story's words lead to the survivor"
+
+
+def test_stories_far_apart_in_time_do_not_merge_or_join():
+    from wirewatch.clustering import Clusterer, ClusterConfig
+    from wirewatch.terms import BriefTerms
+
+    clusterer = Clusterer(ClusterConfig(similarity=0.3, time_scale=3600.0, ttl=30 * 86400.0), {})
+    start = FETCHED.timestamp()
+    first = clusterer.assign("a", BriefTerms("en", (), {"flood": 1.0, "river": 1.0}), start, "flood")
+    later = clusterer.assign("b", BriefTerms("en", (), {"flood": 1.0, "river": 1.0}), start + 5 * 3600, "flood")
+    assert first.story["id"] != later.story["id"], "five hours of silence damp the affinity by e^-5"

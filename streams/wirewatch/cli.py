@@ -284,7 +284,8 @@ def cluster(briefs: str) -> None:
     Each line needs id, text and published_at (a Brief's event_time stands in
     for a null published_at); headline, language and city are optional. Briefs
     run in published_at order. Prints {"type": "assignment", ...} for every
-    brief and {"type": "alert", ...} for every alert raised or revised.
+    brief, {"type": "merge", "story_id": ..., "into": ...} when a story absorbs
+    another, and {"type": "alert", ...} for every alert raised or revised.
     """
     from pydantic import ValidationError
 
@@ -309,6 +310,8 @@ def cluster(briefs: str) -> None:
         _write_json_line(
             {"type": "assignment", "brief_id": brief.id, "story_id": result.story.id, "story_label": result.story.label}
         )
+        for absorbed in result.story.merged_story_ids:
+            _write_json_line({"type": "merge", "story_id": absorbed, "into": result.story.id})
         for alert in result.alerts:
             _write_json_line({"type": "alert", **alert.model_dump(mode="json")})
         progress.step()
@@ -444,24 +447,47 @@ def _write_simulation(out: Path, simulation, envelopes: list[Envelope]) -> dict:
 @main.command()
 @click.argument("truth")
 @click.argument("results", default="-")
-def evaluate(truth: str, results: str) -> None:
-    """Score RESULTS (the output of 'wirewatch cluster') against a simulation's TRUTH; prints one JSON object."""
-    from .evaluation import score_alerts, score_clusters
+@click.option("--series", default=None, help="With a labels file of several series: the one RESULTS belong to.")
+def evaluate(truth: str, results: str, series: str | None) -> None:
+    """Score RESULTS against TRUTH; prints one JSON object.
+
+    \b
+    TRUTH is one of:
+    - labelled briefs (JSON lines with id and a gold 'story'), RESULTS the
+      output of 'wirewatch cluster' on them: BCubed and pairwise scores;
+    - a simulation's truth.jsonl ('wirewatch simulate'), RESULTS 'wirewatch
+      cluster' output: stories and alerts;
+    - a labels file (JSON: series name → [[start, end], ...] anomaly windows,
+      or one such list), RESULTS the output of 'wirewatch backtest': windows
+      detected, false alert episodes, delays.
+    """
+    if truth.endswith(".json"):
+        click.echo(json.dumps(_evaluate_series(truth, results, series), indent=2))
+        return
+    from .evaluation import resolve_merges, score_alerts, score_clusters
 
     truth_story: dict[str, str] = {}
     brief_spike: dict[str, str | None] = {}
     spikes = []
-    for _, line in _json_lines(truth):
+    for number, line in _json_lines(truth):
         if line.get("type") == "brief":
             truth_story[line["id"]] = line["story"]
             brief_spike[line["id"]] = line["spike"]
         elif line.get("type") == "spike":
             spikes.append({"id": line["id"], "start": datetime.fromisoformat(line["start"]).timestamp()})
+        elif "type" not in line and "story" in line and "id" in line:
+            truth_story[str(line["id"])] = str(line["story"])
+        else:
+            _fail(f"{truth}:{number}: expected a labelled brief (id, story) or a simulation's truth line")
+    simulated = bool(brief_spike)
     predicted: dict[str, str] = {}
+    merges: list[tuple[str, str]] = []
     alerts = []
     for number, line in _json_lines(results):
         if line.get("type") == "assignment":
             predicted[line["brief_id"]] = line["story_id"]
+        elif line.get("type") == "merge":
+            merges.append((line["story_id"], line["into"]))
         elif line.get("type") == "alert":
             alerts.append(
                 {
@@ -472,11 +498,49 @@ def evaluate(truth: str, results: str) -> None:
                 }
             )
         else:
-            _fail(f"{results}:{number}: expected 'wirewatch cluster' output (type assignment or alert)")
+            _fail(f"{results}:{number}: expected 'wirewatch cluster' output (type assignment, merge or alert)")
     if not predicted:
         _fail(f"{results}: no assignments to score")
-    report = {"alerts": score_alerts(spikes, brief_spike, alerts), "stories": score_clusters(truth_story, predicted)}
+    stories = score_clusters(truth_story, resolve_merges(predicted, merges))
+    if simulated:
+        report = {"alerts": score_alerts(spikes, brief_spike, alerts), "stories": stories}
+    else:
+        report = {"stories": stories}
     click.echo(json.dumps(report, indent=2))
+
+
+def _evaluate_series(labels_path: str, results: str, series: str | None) -> dict:
+    from .evaluation import score_spike_windows
+
+    try:
+        with open(labels_path, encoding="utf-8") as handle:
+            labels = json.load(handle)
+    except OSError as error:
+        _fail(f"cannot read {labels_path}: {error.strerror}", 2)
+    except json.JSONDecodeError as error:
+        _fail(f"{labels_path}: not JSON: {error}")
+    if isinstance(labels, dict):
+        if series is None and len(labels) == 1:
+            series = next(iter(labels))
+        if series not in labels:
+            _fail(f"{labels_path}: name the series with --series (one of: {', '.join(sorted(labels))})")
+        labels = labels[series]
+    try:
+        windows = [(_utc_seconds(start), _utc_seconds(end)) for start, end in labels]
+    except (TypeError, ValueError):
+        _fail(f"{labels_path}: expected [[start, end], ...] windows in ISO 8601")
+    detections = []
+    for number, line in _json_lines(results):
+        if "detected_at" not in line:
+            _fail(f"{results}:{number}: expected 'wirewatch backtest' output (alerts with detected_at)")
+        detections.append(_utc_seconds(line["detected_at"]))
+    return {"series": series, **score_spike_windows(windows, detections)}
+
+
+def _utc_seconds(text: str) -> float:
+    """Epoch seconds of an ISO 8601 time; one without an offset is UTC."""
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @main.command()

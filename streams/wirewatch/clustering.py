@@ -1,12 +1,38 @@
-"""Online story clustering: each brief joins the most similar active story or opens a new one.
+"""Online story clustering: each brief joins the most similar live story or opens a new one.
 
-A story is the sum of its briefs' term vectors (topics and lemmas weighted by
-rarity, see :mod:`wirewatch.terms`), cut to its ``max_terms`` heaviest terms.
-A brief joins the story with the highest cosine similarity when it reaches
-``similarity`` and the story was active within ``ttl`` seconds of the brief;
-stories not extended for ``ttl`` seconds of event time expire. Candidate
-stories are scanned in id order and ties go to the smaller id, so the same
-briefs in the same order always give the same stories.
+The model
+---------
+A brief is its term vector (topics and content words weighted by rarity, see
+:mod:`wirewatch.terms`), scaled to unit length. A story is the sum of its
+briefs' unit vectors, cut to its ``max_terms`` heaviest terms. A brief's
+affinity to a story is the cosine of the two, damped by how long the story
+has been quiet::
+
+    affinity = cosine(brief, story) · exp(−gap / time_scale)
+
+where ``gap`` is the distance from the brief's event time to the story's span
+of briefs (0 inside it). The brief joins the story of highest affinity when it
+reaches its threshold; otherwise it opens ``story-<brief id>``. The threshold
+is ``similarity`` for a brief of up to ``reference_terms`` terms (a headline,
+a tweet) and grows with the square root of its number of terms beyond that:
+a brief of n terms meets an unrelated story's words by chance about as often
+as n of them are drawn, each weighing 1/√n in the unit vector, so chance
+affinity grows as √n. A long wire brief must share more than a tweet to join. A story that
+has had no brief for ``ttl`` seconds of event time expires, so a story lives as
+long as it keeps getting briefs: days for an earthquake, an hour for a goal.
+
+Short texts of one story share few words, so early on a story often opens
+twice (two agencies' first wordings). Whenever a story reaches a size that is
+a power of two it is compared with the live stories that share its heaviest
+terms, and merged into one whose affinity (the same formula, story against
+story) reaches ``merge_similarity``: the larger absorbs the smaller.
+
+Cost per brief does not grow with the number of live stories: stories are
+found through an inverted index term → stories, kept in memory and derived
+from the stories themselves (never stored), so that a brief is compared only
+with stories that share a term with it. A story sharing no term scores 0 and
+could never be chosen, so the index changes no outcome: the same briefs in the
+same order always give the same stories, ties going to the smaller id.
 
 State lives in a mapping of story id → plain dict, which the worker backs with
 a changelog-backed Faust table and offline commands with a dict. Pure Python.
@@ -15,21 +41,41 @@ a changelog-backed Faust table and offline commands with a dict. Pure Python.
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
 from .terms import BriefTerms
 
-__all__ = ["ClusterConfig", "Clusterer", "cosine"]
+__all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine"]
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    similarity: float = 0.25
-    ttl: float = 6 * 3600.0
-    max_terms: int = 60
+    similarity: float = 0.05
+    reference_terms: int = 10
+    merge_similarity: float = 0.15
+    time_scale: float = 24 * 3600.0
+    ttl: float = 3 * 24 * 3600.0
+    max_terms: int = 100
+    max_topics: int = 30
     max_brief_ids: int = 500
     max_samples: int = 3
+    merge_probe_terms: int = 20
+
+
+@dataclass
+class Assignment:
+    """What putting one brief in a story did.
+
+    ``extended`` is false when the chosen story already held the brief (it was
+    assigned before a crash and read again): the story was left as it is.
+    ``merged`` lists the stories the chosen one absorbed just now.
+    """
+
+    story: dict
+    opened: bool
+    extended: bool
+    merged: list[str]
 
 
 def cosine(
@@ -47,49 +93,56 @@ def _norm(vector: dict[str, float]) -> float:
     return math.sqrt(sum(w * w for w in vector.values()))
 
 
+def _gap(first: float, last: float, other_first: float, other_last: float) -> float:
+    """Seconds between the spans [first, last] and [other_first, other_last]; 0 when they overlap."""
+    return max(0.0, max(first, other_first) - min(last, other_last))
+
+
 class Clusterer:
     """Assigns briefs to stories held in ``stories``."""
 
     def __init__(self, config: ClusterConfig, stories: MutableMapping[str, dict]) -> None:
         self.config = config
         self.stories = stories
+        # term → ids of stories whose centroid holds it; may name stories that
+        # are gone or no longer hold the term (they score what they hold), never misses one.
+        self._index: dict[str, set[str]] = {}
+        self._indexed = False
+
+    def reindex(self) -> None:
+        """Build the term index from the stories as stored: after a restart, a rebalance or writes undone."""
+        index: dict[str, set[str]] = {}
+        for story_id, story in self.stories.items():
+            for term in story["centroid"]:
+                index.setdefault(term, set()).add(story_id)
+        self._index, self._indexed = index, True
 
     def expire(self, watermark: float) -> list[str]:
         """Drop stories not extended within ``ttl`` of ``watermark``; return their ids."""
         expired = [sid for sid, story in self.stories.items() if story["last_seen"] < watermark - self.config.ttl]
         for story_id in expired:
+            self._unindex(story_id, self.stories[story_id]["centroid"])
             del self.stories[story_id]
         return sorted(expired)
 
-    def assign(
-        self, brief_id: str, terms: BriefTerms, timestamp: float, sample: str
-    ) -> tuple[dict, bool, bool]:
-        """Put the brief in a story; return (story, opened, extended).
-
-        ``extended`` is false when the chosen story already holds the brief (it
-        was assigned before a crash and read again): the story is left as it is.
-        """
-        best_id, best_similarity = None, 0.0
-        brief_norm = _norm(terms.weights)
-        for story_id in sorted(self.stories.keys()):
-            story = self.stories[story_id]
-            if abs(timestamp - story["last_seen"]) > self.config.ttl and not (
-                story["first_seen"] <= timestamp <= story["last_seen"]
-            ):
-                continue
-            # Stories stored before "norm" was kept get it computed.
-            similarity = cosine(terms.weights, story["centroid"], brief_norm, story.get("norm"))
-            if similarity > best_similarity:
-                best_id, best_similarity = story_id, similarity
-        if best_id is not None and best_similarity >= self.config.similarity:
+    def assign(self, brief_id: str, terms: BriefTerms, timestamp: float, sample: str) -> Assignment:
+        """Put the brief in a story, merging stories that have converged."""
+        if not self._indexed:
+            self.reindex()
+        vector = _unit(terms.weights)
+        best_id, best_affinity = self._closest(vector, 1.0, timestamp, timestamp, exclude=None)
+        threshold = self.config.similarity * math.sqrt(max(len(vector), self.config.reference_terms)
+                                                       / self.config.reference_terms)
+        if best_id is not None and best_affinity >= threshold:
             story = dict(self.stories[best_id])
-            opened = False
             if brief_id in story["brief_ids"]:
-                return story, False, False
+                return Assignment(story, opened=False, extended=False, merged=[])
+            opened = False
         else:
             story = {
                 "id": f"story-{brief_id}",
                 "centroid": {},
+                "norm": 0.0,
                 "topics": {},
                 "brief_ids": [],
                 "samples": [],
@@ -98,29 +151,117 @@ class Clusterer:
                 "count": 0,
             }
             opened = True
-        self._extend(story, brief_id, terms, timestamp, sample)
-        # Assigning a new dict (not mutating the stored one) is what makes a
-        # Faust table write the change to its changelog.
-        self.stories[story["id"]] = story
-        return story, opened, True
-
-    def _extend(self, story: dict, brief_id: str, terms: BriefTerms, timestamp: float, sample: str) -> None:
-        centroid = dict(story["centroid"])
-        for term, weight in terms.weights.items():
-            centroid[term] = centroid.get(term, 0.0) + weight
-        heaviest = sorted(centroid.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_terms]
-        story["centroid"] = dict(heaviest)
-        story["norm"] = _norm(story["centroid"])
-        topics = dict(story["topics"])
-        for topic in terms.topics:
-            topics[topic] = topics.get(topic, 0) + 1
-        story["topics"] = topics
+        old_centroid = story["centroid"]
+        self._add_vector(story, vector)
+        self._add_topics(story, {topic: 1 for topic in terms.topics})
         story["brief_ids"] = [*story["brief_ids"], brief_id][-self.config.max_brief_ids :]
-        story["count"] = story["count"] + 1
+        story["count"] += 1
         if len(story["samples"]) < self.config.max_samples:
             story["samples"] = [*story["samples"], sample[:280]]
         story["first_seen"] = min(story["first_seen"], timestamp)
         story["last_seen"] = max(story["last_seen"], timestamp)
+        self._reindex_story(story["id"], old_centroid, story["centroid"])
+        merged: list[str] = []
+        if story["count"] & (story["count"] - 1) == 0 and story["count"] > 1:
+            story, merged = self._merge_converged(story)
+        # Assigning a new dict (not mutating the stored one) is what makes a
+        # Faust table write the change to its changelog.
+        self.stories[story["id"]] = story
+        return Assignment(story, opened=opened, extended=True, merged=merged)
+
+    def _closest(
+        self, vector: dict[str, float], norm: float, first: float, last: float, exclude: str | None
+    ) -> tuple[str | None, float]:
+        """The live story of highest affinity to ``vector`` spanning [first, last], and that affinity."""
+        index = self._index
+        candidates: set[str] = set()
+        for term in vector:
+            holders = index.get(term)
+            if holders:
+                candidates |= holders
+        candidates.discard(exclude)
+        best_id, best_affinity = None, 0.0
+        config, stories = self.config, self.stories
+        for story_id in sorted(candidates):
+            story = stories.get(story_id)
+            if story is None:
+                continue
+            gap = _gap(story["first_seen"], story["last_seen"], first, last)
+            if gap > config.ttl:
+                continue
+            centroid = story["centroid"]
+            dot = sum(weight * centroid.get(term, 0.0) for term, weight in vector.items())
+            if dot <= 0.0:
+                continue
+            affinity = dot / (norm * story["norm"]) * math.exp(-gap / config.time_scale)
+            if affinity > best_affinity:
+                best_id, best_affinity = story_id, affinity
+        return best_id, best_affinity
+
+    def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
+        """Merge ``story`` with the live story it has converged with, if any; return the survivor and the absorbed."""
+        config = self.config
+        heaviest = sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))[: config.merge_probe_terms]
+        probe = dict(heaviest)
+        # Score on the full centroid, found through its heaviest terms.
+        other_id, _ = self._closest(probe, _norm(probe), story["first_seen"], story["last_seen"], exclude=story["id"])
+        if other_id is None:
+            return story, []
+        other = self.stories[other_id]
+        gap = _gap(story["first_seen"], story["last_seen"], other["first_seen"], other["last_seen"])
+        affinity = cosine(story["centroid"], other["centroid"], story["norm"], other["norm"])
+        if affinity * math.exp(-gap / config.time_scale) < config.merge_similarity:
+            return story, []
+        # The larger story absorbs the smaller; of two the same size, the older id stays.
+        if (-other["count"], other_id) < (-story["count"], story["id"]):
+            keep, gone = dict(other), story
+        else:
+            keep, gone = story, other
+        old_centroid = keep["centroid"]
+        self._add_vector(keep, gone["centroid"])
+        self._add_topics(keep, gone["topics"])
+        held = set(keep["brief_ids"])
+        keep["brief_ids"] = [*keep["brief_ids"], *(b for b in gone["brief_ids"] if b not in held)][-config.max_brief_ids :]
+        keep["count"] += gone["count"]
+        keep["samples"] = (keep["samples"] + gone["samples"])[: config.max_samples]
+        keep["first_seen"] = min(keep["first_seen"], gone["first_seen"])
+        keep["last_seen"] = max(keep["last_seen"], gone["last_seen"])
+        self._unindex(gone["id"], gone["centroid"])
+        self._reindex_story(keep["id"], old_centroid, keep["centroid"])
+        del self.stories[gone["id"]]
+        return keep, [gone["id"]]
+
+    def _add_vector(self, story: dict, vector: dict[str, float]) -> None:
+        centroid = dict(story["centroid"])
+        for term, weight in vector.items():
+            centroid[term] = centroid.get(term, 0.0) + weight
+        # Cut back to max_terms once it is half as long again, not at every brief: the sort is the cost.
+        if len(centroid) > self.config.max_terms * 3 // 2:
+            centroid = dict(sorted(centroid.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_terms])
+        story["centroid"] = centroid
+        story["norm"] = _norm(centroid)
+
+    def _add_topics(self, story: dict, topics: dict[str, int]) -> None:
+        merged = dict(story["topics"])
+        for topic, count in topics.items():
+            merged[topic] = merged.get(topic, 0) + count
+        if len(merged) > self.config.max_topics:
+            merged = dict(sorted(merged.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_topics])
+        story["topics"] = merged
+
+    def _reindex_story(self, story_id: str, old: Iterable[str], new: Iterable[str]) -> None:
+        index = self._index
+        for term in set(old) - set(new):
+            holders = index.get(term)
+            if holders is not None:
+                holders.discard(story_id)
+                if not holders:
+                    del index[term]
+        for term in new:
+            index.setdefault(term, set()).add(story_id)
+
+    def _unindex(self, story_id: str, terms: Iterable[str]) -> None:
+        self._reindex_story(story_id, terms, ())
 
     @staticmethod
     def label(story: dict, limit: int = 3) -> str:
@@ -128,5 +269,10 @@ class Clusterer:
         topics = sorted(story["topics"].items(), key=lambda item: (-item[1], item[0]))
         names = [name for name, _ in topics[:limit]]
         if not names:
-            names = list(story["centroid"])[:limit]
+            names = [term for term, _ in sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))][:limit]
         return " · ".join(names)
+
+
+def _unit(weights: dict[str, float]) -> dict[str, float]:
+    norm = _norm(weights)
+    return {term: weight / norm for term, weight in weights.items()} if norm else {}

@@ -101,7 +101,10 @@ class HeldWrites(MutableMapping[str, object]):
         yield from (key for key, value in list(held.items()) if value is not _DELETED)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        store = self.store
+        added = sum(1 for key, value in self._held.items() if value is not _DELETED and key not in store)
+        removed = sum(1 for key, value in self._held.items() if value is _DELETED and key in store)
+        return len(store) + added - removed
 
     def discard(self) -> None:
         """Forget what is held: the store stays as it was."""
@@ -354,6 +357,12 @@ class StoryEngine:
         self.clusterer = Clusterer(clustering, state.stories)
         self.spikes = SpikeTracker(detector, state)
         self.state = state
+        self._state_seen: tuple | None = None
+        self.processed_retention = detector.window_retention
+
+    def _state_mark(self) -> tuple:
+        """What tells this engine's last write from the tables as they are now."""
+        return self.state.stream.get("watermark"), len(self.state.stories)
 
     def process(self, brief: ClusterInput) -> EngineResult:
         """Apply ``brief`` and mark it processed at once: for state that cannot be half-written."""
@@ -379,11 +388,17 @@ class StoryEngine:
         if done is not None:
             return self._replay(brief, done["story"], done["alerts"], timestamp)
         terms = self.extractor.extract(brief.text, headline=brief.headline, language=brief.language)
+        if self._state_seen != self._state_mark():
+            # The tables changed behind this engine (recovered after a restart or a rebalance, or a batch's
+            # held writes were discarded): the clusterer's term index is derived from them, so rebuild it.
+            self.clusterer.reindex()
         _, watermark = self.spikes.advance(timestamp)
         self.clusterer.expire(watermark)
         if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
-        story, opened, extended = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
+        assignment = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
+        story, opened, extended = assignment.story, assignment.opened, assignment.extended
+        self._state_seen = self._state_mark()
         if extended:
             self.state.story_counts.add(story["id"], timestamp)
         alerts = self.spikes.observe({topic: [brief.id] for topic in terms.topics}, timestamp, story["id"], terms.language)
@@ -394,7 +409,7 @@ class StoryEngine:
             result = self._replay(brief, story["id"], [*touched, *terms.topics], timestamp)
             result.alerts = [*alerts, *(a for a in result.alerts if a.topic not in touched)]
         else:
-            result = EngineResult(self._story(story, brief.id, opened, timestamp), alerts)
+            result = EngineResult(self._story(story, brief.id, opened, timestamp, assignment.merged), alerts)
         result.brief_id, result.record = brief.id, record
         return result
 
@@ -410,17 +425,17 @@ class StoryEngine:
         return EngineResult(result_story, alerts, replayed=True, brief_id=brief.id)
 
     def _forget_processed(self, watermark: float) -> None:
-        horizon = watermark - self.clusterer.config.ttl
+        horizon = watermark - self.processed_retention
         for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
             del self.state.processed[brief_id]
 
-    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float) -> Story:
+    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: list[str] = ()) -> Story:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
         return Story(
             id=story["id"],
             label=Clusterer.label(story),
             topics=story["topics"],
-            top_terms=list(story["centroid"])[:10],
+            top_terms=[term for term, _ in sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))][:10],
             brief_ids=story["brief_ids"],
             brief_count=story["count"],
             first_seen=_utc(story["first_seen"]),
@@ -429,6 +444,7 @@ class StoryEngine:
             samples=story["samples"],
             opened=opened,
             brief_id=brief_id,
+            merged_story_ids=list(merged),
         )
 
 

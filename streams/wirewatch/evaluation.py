@@ -1,4 +1,4 @@
-"""Score stories and alerts against a simulation's ground truth.
+"""Score stories and alerts against ground truth: a simulation's, or real labelled data.
 
 - Alerts: an alert (counted once per id) is a true positive when most of its
   briefs belong to one injected spike; a spike is recalled when some alert
@@ -6,7 +6,14 @@
   event time of the brief that raised it) minus the spike's first brief.
 - Stories: pairwise precision, recall and F1 over pairs of briefs put in one
   story, and BCubed precision, recall and F1 (Bagga and Baldwin, 1998),
-  against the true story of every brief.
+  against the true story of every brief. A story that another absorbed
+  (a ``merge`` line of ``wirewatch cluster``) counts as the one that absorbed
+  it, as the desk sees it once the merge is out.
+- Labelled count series (``score_spike_windows``): how many labelled anomaly
+  windows hold at least one alert's detection time, how many false alert
+  episodes there are (alerts outside every window; alerts within an hour of
+  the previous such alert are one episode), and each window's delay from its
+  start to its first alert.
 Pure Python.
 """
 
@@ -16,7 +23,9 @@ import statistics
 from collections import Counter, defaultdict
 from itertools import combinations
 
-__all__ = ["score_alerts", "score_clusters"]
+__all__ = ["resolve_merges", "score_alerts", "score_clusters", "score_spike_windows"]
+
+FALSE_EPISODE_GAP = 3600.0
 
 
 def _f1(precision: float, recall: float) -> float:
@@ -95,4 +104,45 @@ def score_alerts(spikes: list[dict], brief_spike: dict[str, str | None], alerts:
         "median_delay_seconds": round(statistics.median(delays.values()), 1) if delays else None,
         "max_delay_seconds": round(max(delays.values()), 1) if delays else None,
         "missed_spikes": sorted(set(starts) - set(delays)),
+    }
+
+
+def resolve_merges(assignments: dict[str, str], merges: list[tuple[str, str]]) -> dict[str, str]:
+    """Brief id → the story it ends in, following ``merges`` (absorbed story, absorbing story) in order."""
+    absorbed_by: dict[str, str] = {}
+    for gone, into in merges:
+        absorbed_by[gone] = into
+
+    def final(story: str) -> str:
+        seen = set()
+        while story in absorbed_by and story not in seen:
+            seen.add(story)
+            story = absorbed_by[story]
+        return story
+
+    return {brief: final(story) for brief, story in assignments.items()}
+
+
+def score_spike_windows(windows: list[tuple[float, float]], detections: list[float]) -> dict:
+    """Windows detected, false alert episodes and delays for alerts detected at ``detections`` (epoch seconds)."""
+    detections = sorted(detections)
+    delays = []
+    for start, end in windows:
+        inside = [moment for moment in detections if start <= moment <= end]
+        delays.append(round(inside[0] - start, 1) if inside else None)
+    episodes, last_false = 0, None
+    for moment in detections:
+        if any(start <= moment <= end for start, end in windows):
+            continue
+        if last_false is None or moment - last_false > FALSE_EPISODE_GAP:
+            episodes += 1
+        last_false = moment
+    detected = [delay for delay in delays if delay is not None]
+    return {
+        "windows": len(windows),
+        "windows_detected": len(detected),
+        "false_alert_episodes": episodes,
+        "alerts": len(detections),
+        "delays_seconds": delays,
+        "median_delay_seconds": statistics.median(detected) if detected else None,
     }

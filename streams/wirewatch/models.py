@@ -148,6 +148,10 @@ class Story(BaseModel):
     samples: list[str] = Field(description="Texts of its first few briefs.")
     opened: bool = Field(description="True when this brief opened the story.")
     brief_id: str = Field(description="The brief whose arrival produced this update.")
+    merged_story_ids: list[str] = Field(
+        default_factory=list,
+        description="Stories this one absorbed with this update: they end here, their briefs are now this story's.",
+    )
 
 
 Severity = Literal["medium", "high", "critical"]

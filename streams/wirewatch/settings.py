@@ -121,8 +121,18 @@ class Settings(BaseSettings):
         default="nl,en,de,fr,es,it,pt,da", description="ISO 639-1 codes the language detector chooses among."
     )
     aliases_file: str | None = Field(default=None, description="Extra topic aliases, same format as data/aliases.tsv.")
-    story_similarity: float = Field(default=0.25, gt=0, le=1, description="Cosine similarity to join a story.")
-    story_ttl_seconds: float = Field(default=6 * 3600, gt=0, description="A story expires after this long unextended.")
+    story_similarity: float = Field(
+        default=0.05, gt=0, le=1, description="Affinity (cosine damped by the story's quiet time) to join a story."
+    )
+    story_merge_similarity: float = Field(
+        default=0.15, gt=0, le=1, description="Affinity of two stories at which the larger absorbs the smaller."
+    )
+    story_time_scale_seconds: float = Field(
+        default=24 * 3600, gt=0, description="A story quiet this long has its affinity to a new brief damped by e."
+    )
+    story_ttl_seconds: float = Field(
+        default=3 * 24 * 3600, gt=0, description="A story expires after this long without a brief."
+    )
     window_size_seconds: float = Field(default=1800, gt=0)
     window_step_seconds: float = Field(default=300, gt=0)
     window_retention_seconds: float = Field(
@@ -231,7 +241,12 @@ class Settings(BaseSettings):
         )
 
     def cluster_config(self) -> ClusterConfig:
-        return ClusterConfig(similarity=self.story_similarity, ttl=self.story_ttl_seconds)
+        return ClusterConfig(
+            similarity=self.story_similarity,
+            merge_similarity=self.story_merge_similarity,
+            time_scale=self.story_time_scale_seconds,
+            ttl=self.story_ttl_seconds,
+        )
 
     def language_codes(self) -> tuple[str, ...]:
         return tuple(code.strip().lower() for code in self.languages.split(",") if code.strip())
