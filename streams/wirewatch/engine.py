@@ -12,8 +12,9 @@ Alerting
   the brief (earliest on ties) by :class:`~wirewatch.spikes.SpikeDetector`.
 - Several topics spiking in one brief are one spike: the most surprising
   topic (then the rarer name) carries the alert, the others are listed as
-  ``related_topics`` and share its cooldown. A topic spiking in a story that
-  already has an active alert joins that alert instead of raising its own.
+  ``related_topics`` and share its cooldown. A topic spiking in a brief that
+  also names the topic of its story's active alert joins that alert instead
+  of raising its own.
 - While an alert is active (``cooldown`` seconds of event time after it was
   raised) more briefs revise it under the same id; a count that reaches
   ``escalation_factor`` times the count it was raised with raises an
@@ -234,6 +235,10 @@ class SpikeTracker:
     def _alerts(self, evaluations: list[Evaluation], story_id: str, timestamp: float, language: str | None) -> list[Alert]:
         touched: list[str] = []  # topics whose alert changed, emitted once each at the end
         story_alert = self._active(f"story:{story_id}", timestamp)
+        if story_alert is not None and story_alert["topic"] not in {e.topic for e in evaluations}:
+            # A story that lives for days gathers many topics; only a brief naming the alert's topic too
+            # ties a new spike to it. Otherwise one broad story would swallow every spike in it.
+            story_alert = None
         candidates = [e.topic for e in evaluations] + ([story_alert["topic"]] if story_alert else [])
         before = {topic: self.state.alerts.get(topic) for topic in candidates}
         fresh: list[Evaluation] = []
