@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and rewrites bench/RESULTS.md with their figures and the machine they ran on.
 #   bench/run.sh            (starts the local broker on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set)
+#   WIREWATCH_STORY_DATA=DIR bench/run.sh   also scores stories on DIR's labelled *.jsonl streams
 # The Quix Streams peer gets a venv of its own in .cache/bench-peer (it needs older pydantic than wirewatch).
 # Takes about an hour, most of it the million-brief memory run; nothing else should load the machine meanwhile.
 set -euo pipefail
@@ -41,3 +42,9 @@ echo "bench: stories and alerts on the default scenario" >&2
 "$repo/bench/evaluate-stories.sh" | "$python" -c "import json,sys; print(json.dumps(json.load(sys.stdin)))" | tee "$results/stories.json"
 
 "$python" "$repo/bench/write_results.py" "$results" "$repo/bench/RESULTS.md"
+# Real labelled streams are not part of the repository: name their folder to score stories on them too.
+if [[ -n "${WIREWATCH_STORY_DATA:-}" ]]; then
+  echo "bench: stories on the real labelled streams in $WIREWATCH_STORY_DATA" >&2
+  { printf '\n## Stories on real labelled streams\n\n'
+    "$python" "$repo/bench/story_quality.py" --markdown "$WIREWATCH_STORY_DATA"/*.jsonl; } >>"$repo/bench/RESULTS.md"
+fi

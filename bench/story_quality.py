@@ -1,6 +1,6 @@
 """Story clustering on real labelled streams: wirewatch's engine beside the TF-IDF reference.
 
-    python bench/story_quality.py LABELLED.jsonl [LABELLED.jsonl ...] [--json]
+    python bench/story_quality.py LABELLED.jsonl [LABELLED.jsonl ...] [--json | --markdown]
 
 For each file (JSON lines with id, text, published_at and a gold ``story``),
 runs the story engine in-process with the default settings, as ``wirewatch
@@ -60,9 +60,13 @@ def best_reference(records: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
-    parser.add_argument("--json", action="store_true", help="one JSON object per file and part instead of a table")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file and part instead of lines")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table for bench/RESULTS.md")
     args = parser.parse_args()
     rows = []
+    if args.markdown:
+        print("| stream | part | wirewatch B3-F1 (P / R) | stories / gold | briefs/s | TF-IDF reference B3-F1 (threshold) |")
+        print("|---|---|---|---|---|---|")
     for path in args.files:
         records = read_labelled(path)
         half = len(records) // 2
@@ -70,10 +74,14 @@ def main() -> None:
             row = {"file": Path(path).name, "part": part, "wirewatch": run_engine(chosen),
                    "reference": best_reference(chosen)}
             rows.append(row)
+            ours, ref = row["wirewatch"], row["reference"]
             if args.json:
                 print(json.dumps(row), flush=True)
+            elif args.markdown:
+                print(f"| {row['file']} | {part} | {ours['bcubed_f1']:.3f} ({ours['bcubed_precision']:.3f} / "
+                      f"{ours['bcubed_recall']:.3f}) | {ours['predicted_stories']} / {ours['true_stories']} | "
+                      f"{ours['briefs_per_second']} | {ref['bcubed_f1']:.3f} ({ref['threshold']}) |", flush=True)
             else:
-                ours, ref = row["wirewatch"], row["reference"]
                 print(f"{row['file']:<22} {part:<12} wirewatch B3-F1 {ours['bcubed_f1']:.3f} "
                       f"(P {ours['bcubed_precision']:.3f} R {ours['bcubed_recall']:.3f}, "
                       f"{ours['predicted_stories']} stories for {ours['true_stories']}, "
@@ -82,6 +90,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     if args.json:
         print(json.dumps({"peak_rss_mib": peak}))
+    elif args.markdown:
+        print(f"\nPeak RSS of the benchmark process: {peak} MiB.")
     else:
         print(f"peak RSS of this process {peak} MiB")
 
