@@ -562,7 +562,8 @@ def test_two_stories_that_converge_merge_into_the_larger():
     assert joined.story["id"] == "story-b0" and joined.merged == ["story-b1"]
     assert set(joined.story["brief_ids"]) == {"b0", "b1", "b2", "b3"} and joined.story["count"] == 4
     assert set(clusterer.stories) == {"story-b0"}
-    assert brief(4, "shelter", "evacuation").story["id"] == "story-b0", "the absorbed story's words lead to the survivor"
+    follower = brief(4, "shelter", "evacuation")
+    assert follower.story["id"] == "story-b0", "the absorbed story's words lead to the survivor"
 
 
 def test_stories_far_apart_in_time_do_not_merge_or_join():

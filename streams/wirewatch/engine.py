@@ -434,7 +434,7 @@ class StoryEngine:
         for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
             del self.state.processed[brief_id]
 
-    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: list[str] = ()) -> Story:
+    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: tuple[str, ...] | list[str] = ()) -> Story:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
         return Story(
             id=story["id"],
