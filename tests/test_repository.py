@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Spelled in two parts so that this file does not name the folder it looks for.
-OUTSIDE_FOLDER = "../" + "shared"
+# Spelled in parts so that this file does not name the folder it looks for.
+OUTSIDE_FOLDER = "/".join(["..", "sha" "red"])
 
 
 def tracked_files() -> list[Path]:
