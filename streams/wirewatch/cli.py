@@ -565,7 +565,7 @@ def worker(loglevel: str | None) -> None:
         sys.exit(130)
     if wirewatch.engine is not None:
         wirewatch.engine.extractor.warm_up(settings.language_codes())
-    # What is built so far (modules, the app, word lists, lemma dictionaries) lives as long as the worker.
+    # What is built so far (modules, the app, word lists, stopword tables) lives as long as the worker.
     # Left to the collector, every full collection walked all of it again: pauses of 100-190 ms in a
     # running worker, each one the tail of raw → brief and spike → alert latency.
     gc.collect()

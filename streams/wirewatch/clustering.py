@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from .terms import BriefTerms
 
-__all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine"]
+__all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine", "heaviest"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ def cosine(
 
 def _norm(vector: dict[str, float]) -> float:
     return math.sqrt(sum(w * w for w in vector.values()))
+
+
+def heaviest(weights: dict, limit: int) -> list:
+    """The ``limit`` heaviest (key, weight) pairs, heaviest first; ties in key order, so always the same."""
+    return sorted(weights.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def _gap(first: float, last: float, other_first: float, other_last: float) -> float:
@@ -201,8 +206,7 @@ class Clusterer:
     def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
         """Merge ``story`` with the live story it has converged with, if any; return the survivor and the absorbed."""
         config = self.config
-        heaviest = sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))[: config.merge_probe_terms]
-        probe = dict(heaviest)
+        probe = dict(heaviest(story["centroid"], config.merge_probe_terms))
         # Score on the full centroid, found through its heaviest terms.
         other_id, _ = self._closest(probe, _norm(probe), story["first_seen"], story["last_seen"], exclude=story["id"])
         if other_id is None:
@@ -237,7 +241,7 @@ class Clusterer:
             centroid[term] = centroid.get(term, 0.0) + weight
         # Cut back to max_terms once it is half as long again, not at every brief: the sort is the cost.
         if len(centroid) > self.config.max_terms * 3 // 2:
-            centroid = dict(sorted(centroid.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_terms])
+            centroid = dict(heaviest(centroid, self.config.max_terms))
         story["centroid"] = centroid
         story["norm"] = _norm(centroid)
 
@@ -246,7 +250,7 @@ class Clusterer:
         for topic, count in topics.items():
             merged[topic] = merged.get(topic, 0) + count
         if len(merged) > self.config.max_topics:
-            merged = dict(sorted(merged.items(), key=lambda item: (-item[1], item[0]))[: self.config.max_topics])
+            merged = dict(heaviest(merged, self.config.max_topics))
         story["topics"] = merged
 
     def _reindex_story(self, story_id: str, old: Iterable[str], new: Iterable[str]) -> None:
@@ -266,10 +270,9 @@ class Clusterer:
     @staticmethod
     def label(story: dict, limit: int = 3) -> str:
         """The story's most frequent topics, or its heaviest terms when it has none."""
-        topics = sorted(story["topics"].items(), key=lambda item: (-item[1], item[0]))
-        names = [name for name, _ in topics[:limit]]
+        names = [name for name, _ in heaviest(story["topics"], limit)]
         if not names:
-            names = [term for term, _ in sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))][:limit]
+            names = [term for term, _ in heaviest(story["centroid"], limit)]
         return " · ".join(names)
 
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .clustering import ClusterConfig, Clusterer
+from .clustering import ClusterConfig, Clusterer, heaviest
 from .models import Alert, ClusterInput, Story
 from .spikes import DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
@@ -434,13 +434,13 @@ class StoryEngine:
         for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
             del self.state.processed[brief_id]
 
-    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: tuple[str, ...] | list[str] = ()) -> Story:
+    def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: Sequence[str] = ()) -> Story:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
         return Story(
             id=story["id"],
             label=Clusterer.label(story),
             topics=story["topics"],
-            top_terms=[term for term, _ in sorted(story["centroid"].items(), key=lambda item: (-item[1], item[0]))][:10],
+            top_terms=[term for term, _ in heaviest(story["centroid"], 10)],
             brief_ids=story["brief_ids"],
             brief_count=story["count"],
             first_seen=_utc(story["first_seen"]),

@@ -154,7 +154,9 @@ class LanguageDetector:
 
     def __init__(self, languages: tuple[str, ...], min_hits: int = 2) -> None:
         self.languages = tuple(languages)
-        self._lists = [_stopwords(language) for language in self.languages]
+        known = _stopword_languages()[0]
+        # Where each configured language's votes sit in _stopword_votes(); None for one stop-words lacks.
+        self._positions = [known.index(code) if code in known else None for code in self.languages]
         self._min_hits = min_hits
 
     def detect(self, text: str) -> str | None:
@@ -162,7 +164,8 @@ class LanguageDetector:
 
     def detect_words(self, folded: list[str]) -> str | None:
         """The language of case-folded words."""
-        hits = [sum(1 for word in folded if word in words) for words in self._lists]
+        votes = _stopword_votes(folded)
+        hits = [votes[position] if position is not None else 0 for position in self._positions]
         ranked = sorted(range(len(hits)), key=lambda i: -hits[i])
         if not ranked or hits[ranked[0]] < self._min_hits:
             return None
@@ -217,8 +220,8 @@ def _stopword_languages() -> tuple[tuple[str, ...], dict[str, int]]:
     return languages, masks
 
 
-def _stopword_mask(folded: list[str], language: str | None) -> int:
-    """Bit mask of the languages whose stopwords to drop: English, ``language``, and the one the words use most."""
+def _stopword_votes(folded: list[str]) -> list[int]:
+    """How many of the case-folded words each stop-words language lists as stopwords."""
     languages, masks = _stopword_languages()
     votes = [0] * len(languages)
     for word in folded:
@@ -227,6 +230,13 @@ def _stopword_mask(folded: list[str], language: str | None) -> int:
             low = mask & -mask
             votes[low.bit_length() - 1] += 1
             mask ^= low
+    return votes
+
+
+def _stopword_mask(folded: list[str], language: str | None) -> int:
+    """Bit mask of the languages whose stopwords to drop: English, ``language``, and the one the words use most."""
+    languages = _stopword_languages()[0]
+    votes = _stopword_votes(folded)
     chosen = 0
     for code in ("en", language):
         if code in languages:
@@ -262,7 +272,7 @@ class TermExtractor:
         self.topic_weight = topic_weight
 
     def warm_up(self, languages: tuple[str, ...]) -> None:
-        """Load word lists, lemma dictionaries and rarity data now: the first brief took over a second."""
+        """Load alias, stopword and rarity data now: the first brief took over a second."""
         for language in languages:
             self.extract("Warm-up: de minister sprak in Genève over Groenland.", language=language)
         if self.detector is not None:
