@@ -198,10 +198,12 @@ def test_evaluate_scores_a_count_series_against_labelled_windows(tmp_path):
         "2026-01-01T10:30:00+00:00", "2026-01-01T11:00:00+00:00",  # the first window, 30 min in
         "2026-01-01T20:00:00+00:00", "2026-01-01T20:50:00+00:00",  # one false episode (50 min apart)
         "2026-01-01T22:00:00+00:00",  # a second one
-    ]))
+    ]) + json.dumps({"id": "a1", "revision": 1, "detected_at": "2026-01-02T09:00:00+00:00"}) + "\n"
+       + json.dumps({"id": "a1", "revision": 2, "detected_at": "2026-01-02T10:30:00+00:00"}) + "\n")
     report = json.loads(wirewatch("evaluate", str(labels), str(alerts)).stdout)
     assert report["series"] == "s.csv" and report["windows"] == 2 and report["windows_detected"] == 1
-    assert report["false_alert_episodes"] == 2 and report["delays_seconds"] == [1800.0, None]
+    # Alert a1 was raised before the second window and only revised in it: one false page, no detection.
+    assert report["false_alert_episodes"] == 3 and report["delays_seconds"] == [1800.0, None]
     missing = wirewatch("evaluate", str(labels), str(alerts), "--series", "other.csv")
     assert missing.returncode == 1 and b"--series" in missing.stderr
 

@@ -277,7 +277,7 @@ def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     ]
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))
     run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=180))
-    windows_before = metric_total(scrape_metrics(port), "wirewatch_table_entries", table="topic-step-counts")
+    windows_before = metric_total(scrape_metrics(port), "wirewatch_table_entries", table="story-step-counts")
     seen_before = metric_total(scrape_metrics(port), "wirewatch_table_entries", table="brief-first-seen")
     assert windows_before > 100 and seen_before > 50
     assert first.stop() == 0
@@ -287,7 +287,7 @@ def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     assert metric_total(scrape_metrics(port), "wirewatch_table_entries", table="brief-first-seen") == seen_before
     published = len(brief_ids(wirewatch_settings))
     run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[-20:]))
-    # Two new briefs naming one topic, two days after the old feed and eight hours apart: the second expires
+    # Two new briefs of one story, two days after the old feed and eight hours apart: the second expires
     # the windows this worker wrote for the first (Faust's expiry bookkeeping once failed there on RocksDB's keys).
     now = datetime.now(timezone.utc)
     for source, fetched_at, text in (("earlier", now - timedelta(hours=8), "Groenland blijft in het nieuws."),
@@ -299,5 +299,5 @@ def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     assert len(brief_ids(wirewatch_settings)) == published + 2, "old snapshots stay duplicates after the restart"
     assert "Crashed reason" not in second.log()
     # faust-streaming #385: windows recovered after a restart never expire. Here they are dropped by event
-    # time: what is left is the one step bucket of the last brief's one topic.
-    assert metric_total(scrape_metrics(port), "wirewatch_table_entries", table="topic-step-counts") == 1
+    # time: what is left is the one step bucket of the last brief's story.
+    assert metric_total(scrape_metrics(port), "wirewatch_table_entries", table="story-step-counts") == 1

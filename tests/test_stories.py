@@ -18,7 +18,14 @@ from wirewatch.clustering import ClusterConfig
 from wirewatch.engine import EngineState, HeldWrites, StoryEngine
 from wirewatch.models import ClusterInput
 from wirewatch.parser import parse_page
-from wirewatch.spikes import DetectorConfig, TopicHistory, negative_binomial_tail, surprise
+from wirewatch.spikes import (
+    DetectorConfig,
+    SpikeDetector,
+    TopicHistory,
+    negative_binomial_head,
+    negative_binomial_tail,
+    surprise,
+)
 from wirewatch.terms import AliasTable, LanguageDetector, TermExtractor
 from wirewatch.windows import HoppingCounts, HoppingWindows
 
@@ -203,15 +210,31 @@ class TestDetector:
         # shape → ∞ is Poisson; shape 2 lets bursty news through.
         assert surprise(10, 3.0, 2.0) < surprise(10, 3.0, 1e6)
 
-    def test_history_excludes_the_window_under_test(self):
+    def test_the_tail_sums_agree_with_direct_sums_at_large_counts(self):
+        mean, shape = 400.0, 7.5
+        p = shape / (shape + mean)
+        log_pmf = lambda k: (math.lgamma(k + shape) - math.lgamma(shape) - math.lgamma(k + 1)  # noqa: E731
+                             + shape * math.log(p) + k * math.log1p(-p))
+        pmf = [math.exp(log_pmf(k)) for k in range(6000)]
+        for count in (50, 400, 1200, 3000):
+            assert negative_binomial_tail(count, mean, shape) == pytest.approx(sum(pmf[count:]), rel=1e-8)
+            assert negative_binomial_head(count, mean, shape) == pytest.approx(sum(pmf[: count + 1]), rel=1e-8)
+
+    def test_a_burst_does_not_raise_its_own_bar(self):
+        detector = SpikeDetector(DetectorConfig())
         history = TopicHistory()
-        decay = DetectorConfig().decay_time
-        for minute in range(0, 60, 10):
-            history.add(T0 + minute * 60, f"b{minute}", "s", keep=3600, decay_time=decay)
-        assert history.mass_before(T0, decay) == 0
-        assert history.mass_before(T0 + 3600, decay) == pytest.approx(
-            sum(math.exp(-(3600 - m * 60) / decay) for m in range(0, 60, 10))
-        )
+        for index in range(12):
+            detector.add(history, T0 + index * 60, 1, [[f"b{index}", "s"]], observed_since=T0 - 86400, zipf=3.0)
+        assert history.mass == 0, "no step of the open windows is in the baseline yet"
+        later = T0 + 3 * 3600
+        detector.add(history, later, 1, [["late", "s"]], observed_since=T0 - 86400, zipf=3.0)
+        assert history.mass > 0 and history.folded < detector.step_of(later) - DetectorConfig().window_size + 1
+
+    def test_rows_from_before_step_counts_become_step_counts(self):
+        old = {"mass": 2.5, "mass_time": T0 - 7200, "recent": [[T0, "a", "s1"], [T0 + 60, "b", "s1"], [T0 + 400, "c", "s2"]]}
+        history = TopicHistory.from_dict(old)
+        assert (history.count_at(T0), history.count_at(T0 + 300), history.mass) == (2, 1, 2.5)
+        assert history.holds(T0, "b") and TopicHistory.from_dict(history.to_dict()) == history
 
 
 def series(function, *, days=3, step=300) -> str:
@@ -228,6 +251,10 @@ def poisson(rng: random.Random, mean: float) -> int:
         count += 1
         product *= rng.random()
     return count
+
+
+def raised(alerts: list) -> set[str]:
+    return {alert.id for alert in alerts}
 
 
 def backtest(text: str) -> list:
@@ -255,6 +282,60 @@ class TestBacktest:
         assert first.detected_at.timestamp() - start <= 2 * 300
         assert {a.id for a in alerts} == {first.id} or any(a.escalation for a in alerts)
 
+    def test_a_level_shift_raises_at_most_one_alert(self):
+        rng = random.Random(11)
+        shifted = lambda t, i: poisson(rng, 20.0 if i < 3 * 288 else 60.0)  # noqa: E731
+        assert len(raised(backtest(series(shifted, days=6)))) <= 1
+
+    def test_a_burst_at_night_raises_one_alert(self):
+        rng = random.Random(12)
+        night = lambda t: (t % 86400) < 6 * 3600  # noqa: E731
+        burst = T0 + 5 * 86400 + 3 * 3600
+        cycle = lambda t, i: poisson(rng, (3.0 if night(t) else 40.0) + (25.0 if burst <= t < burst + 1800 else 0.0))  # noqa: E731
+        # The first morning is news to a detector that has never seen one; from the second day on it knows the cycle.
+        alerts = [a for a in backtest(series(cycle, days=6)) if a.detected_at.timestamp() >= T0 + 86400]
+        assert len({a.id for a in alerts if a.escalation == 0}) == 1
+        assert alerts[0].window_start.timestamp() <= burst + 1800 and alerts[0].detected_at.timestamp() >= burst
+        assert alerts[0].direction == "rise" and "expected" in alerts[0].reason
+
+    def test_a_sparse_topic_going_from_nothing_to_four_mentions_in_22_minutes_raises_one_alert(self):
+        mentions = {T0 + 2 * 86400 + minute * 60 for minute in (0, 7, 15, 22)}
+        rows = ["timestamp,count"]
+        for index in range(3 * 288 * 5):  # a row a minute for three days
+            moment = T0 + index * 60
+            rows.append(f"{datetime.fromtimestamp(moment, timezone.utc).isoformat()},{int(moment in mentions)}")
+        alerts = backtest("\n".join(rows))
+        assert len(raised(alerts)) == 1 and alerts[0].count in (3, 4)
+
+    def test_a_busy_series_gone_quiet_raises_one_drop(self):
+        rng = random.Random(13)
+        outage = T0 + 4 * 86400 + 12 * 3600
+        quiet = lambda t, i: poisson(rng, 3.0 if outage <= t < outage + 7200 else 100.0)  # noqa: E731
+        alerts = backtest(series(quiet, days=5))
+        assert [a.direction for a in alerts if a.revision == 1] == ["drop"]
+        assert alerts[0].window_end.timestamp() > outage and outage < alerts[0].detected_at.timestamp() < outage + 3600
+
+    def test_replaying_the_same_counts_gives_the_same_alerts(self):
+        rng = random.Random(14)
+        text = series(lambda t, i: poisson(rng, 5.0) + (30 if 700 <= i < 704 else 0), days=4)
+        first = [a.model_dump() for a in backtest(text)]
+        assert first and first == [a.model_dump() for a in backtest(text)]
+
+    def test_a_topic_state_stays_the_same_size_whatever_its_volume_and_age(self):
+        detector = SpikeDetector(DetectorConfig())
+        sizes = {}
+        for mean in (5.0, 500.0):
+            rng, history = random.Random(15), TopicHistory()
+            for index in range(20 * 288):
+                moment = T0 + index * 300
+                count = poisson(rng, mean * (1.5 + math.sin(2 * math.pi * (moment % 86400) / 86400)) / 2.5)
+                detector.add(history, moment, count, [[f"b{index}-{k}", "s"] for k in range(count)],
+                             observed_since=T0, zipf=3.0)
+                if index in (8 * 288, 20 * 288 - 1):
+                    sizes[mean, index] = len(json.dumps(history.to_dict()))
+        # A hundred times the volume or twelve more days change the row by digits, not by entries.
+        assert max(sizes.values()) < 1.25 * min(sizes.values()), sizes
+
     def test_three_column_files_track_each_topic(self):
         rows = ["timestamp,topic,count"]
         for index in range(600):
@@ -278,6 +359,18 @@ class TestEngine:
         final = alerts[-1]
         assert final.topic == "greenland" and set(final.brief_ids) == greenland and final.count == 4
         assert [a.revision for a in alerts] == list(range(1, len(alerts) + 1))
+
+    def test_an_alert_lists_its_first_briefs_and_counts_them_all(self, extractor):
+        stories = engine(extractor, warmup=0)
+        alerts = []
+        for second in range(0, 30 * 40, 40):
+            text = f"Groenland: Trump stuurt schepen naar Groenland, bericht {second}."
+            brief = ClusterInput(id=f"g{second:04d}", text=text, published_at=FETCHED + timedelta(seconds=second))
+            alerts += [a for a in stories.process(brief).alerts if a.topic == "greenland"]
+        final = max(alerts, key=lambda a: (a.escalation, a.revision))
+        assert final.count == 30 and len(final.brief_ids) == 10
+        assert final.brief_ids == sorted(final.brief_ids)[:10] and final.brief_ids[0] == "g0000"
+        assert final.reason.startswith("30 in 30 min against")
 
     def test_single_brief_stories_raise_nothing(self, extractor, seed_page):
         stories = engine(extractor)
@@ -357,7 +450,8 @@ def test_a_brief_read_again_changes_nothing(extractor, seed_page):
     assert again.replayed and again.story.id == results[-2].story.id
     assert [a.id for a in again.alerts] == [a.id for a in results[-2].alerts]
     assert {topic: dict(h) for topic, h in stories.state.topic_history.items()} == counts
-    assert max(w.count for w in stories.state.topic_counts.counts("greenland", inputs[-2].published_at.timestamp())) == 4
+    history = TopicHistory.from_dict(stories.state.topic_history["greenland"])
+    assert max(w.count for w in stories.spikes.detector.windows_containing(history, inputs[-2].published_at.timestamp(), 4.0)) == 4
 
 
 def test_windows_are_dropped_by_event_time():
@@ -382,7 +476,7 @@ def test_replaying_old_briefs_counts_like_a_live_feed(extractor, seed_page):
     assert alerts(timedelta(days=365)) == alerts(timedelta(0)) != []
 
 
-STATE_TABLES = ("stories", "topic_history", "alerts", "stream", "topic_counts", "story_counts")
+STATE_TABLES = ("stories", "topic_history", "alerts", "stream", "story_counts")
 
 
 @pytest.mark.parametrize("crash_after_batch", range(4))
@@ -391,8 +485,8 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
 
     A crash before that keeps any subset of the batch's table writes (each
     table's changelog is cut on its own); a crash after it keeps them all and
-    maybe the marks. Replayed, every case raises one Greenland alert; a count
-    is off only when the mentions and their window counts were cut apart.
+    maybe the marks. Replayed, every case raises one Greenland alert and counts
+    each Greenland brief once.
     """
     inputs = seed_inputs(seed_page)
     batches = [inputs[i : i + 2] for i in range(0, len(inputs), 2)]
@@ -427,8 +521,7 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
         assert len(raised) == 1, f"{cut}: Greenland raised as {raised}"
         final = max((a for a in alerts if a.topic == "greenland"), key=lambda a: a.revision)
         assert state.stories[final.story_ids[0]]["count"] == len(davos_story), cut
-        if ("topic_history" in kept) == ("topic_counts" in kept):
-            assert final.count == 4 and set(final.brief_ids) == greenland, cut
+        assert final.count == 4 and set(final.brief_ids) == greenland, cut
 
 
 class _CountingStore(dict):
@@ -478,8 +571,7 @@ def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
         plain = EngineState.in_memory(config)
         state = plain
         if batch_size is not None:
-            state = EngineState(HeldWrites({}), HeldWrites({}), HeldWrites({}), HeldWrites({}),
-                                plain.topic_counts, plain.story_counts, {})
+            state = EngineState(HeldWrites({}), HeldWrites({}), HeldWrites({}), HeldWrites({}), plain.story_counts, {})
         stories = StoryEngine(extractor, config, ClusterConfig(), state)
         alerts, story_ids = [], []
         for start in range(0, len(inputs), batch_size or 1):

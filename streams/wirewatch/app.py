@@ -14,7 +14,7 @@ Topology::
                                                    │
                                              track_stories ──▶ wire.stories, wire.alerts
                                  (tables: stories, topic-history, alert-state, stream-clock,
-                                  windowed topic-step-counts, story-step-counts)
+                                  processed-briefs, windowed story-step-counts)
 
 Raw pages are keyed by page URL or source; the candidates topic is keyed by
 brief id so that every snapshot of a brief reaches the same partition, and
@@ -581,15 +581,13 @@ def _declare_story_stage(
                                         partitions=settings.topic_partitions, help=help)
         return app.tables.add(table).tumbling(detector.window_step)
 
-    topic_windows = window_table("topic-step-counts", "Briefs per topic and window step.")
     story_windows = window_table("story-step-counts", "Briefs per story and window step.")
     tables = {
         "stories": state_table("stories", "Story id → active story state."),
-        "topic-history": state_table("topic-history", "Topic → decayed mention mass and recent mentions."),
+        "topic-history": state_table("topic-history", "Topic → its counts per window step and learned baseline."),
         "alert-state": state_table("alert-state", "Topic → its active alert, or the topic covering it."),
         "stream-clock": state_table("stream-clock", "observed_since and watermark of the story stream."),
         "processed-briefs": state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
-        "topic-step-counts": topic_windows.table,
         "story-step-counts": story_windows.table,
     }
     # The state a batch changes reaches the tables once per key at the batch's end (see the agent);
@@ -599,11 +597,10 @@ def _declare_story_stage(
         topic_history=HeldWrites(tables["topic-history"]),
         alerts=HeldWrites(tables["alert-state"]),
         stream=HeldWrites(tables["stream-clock"]),
-        topic_counts=FaustWindowCounts(topic_windows, windows),
         story_counts=FaustWindowCounts(story_windows, windows),
         processed=tables["processed-briefs"],
     )
-    held = [state.stories, state.topic_history, state.alerts, state.stream, state.topic_counts, state.story_counts]
+    held = [state.stories, state.topic_history, state.alerts, state.stream, state.story_counts]
     engine = create_engine(settings, state)
 
     @app.agent(story_input_topic, name="track_stories")

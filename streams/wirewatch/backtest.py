@@ -1,8 +1,10 @@
 """Replay a count series through the spike detector, as the worker would see it.
 
 Each row ``(timestamp, topic, count)`` stands for ``count`` briefs naming the
-topic at that time; they pass through the same window counts, topic history,
-detector and alert policy as the worker's briefs. Pure Python.
+topic at that time; the count goes straight into the same topic history,
+detector and alert policy as the worker's briefs. A series counted more
+coarsely than the window step (say every 30 minutes) is judged at its own
+cadence: a window step of one row and a window of at least one row. Pure Python.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable
 from typing import TextIO
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from itertools import groupby
+from statistics import median
 
 from .engine import EngineState, SpikeTracker
 from .models import Alert
 from .spikes import DetectorConfig
 
-__all__ = ["CountRow", "read_counts", "run_backtest"]
+__all__ = ["CountRow", "read_counts", "run_backtest", "config_for_cadence"]
 
 
 @dataclass(frozen=True)
@@ -67,18 +69,24 @@ def read_counts(handle: TextIO, *, default_topic: str) -> list[CountRow]:
     return rows
 
 
+def config_for_cadence(config: DetectorConfig, rows: list[CountRow]) -> DetectorConfig:
+    """``config`` with its window step widened to the series' cadence when rows come further apart."""
+    gaps = [b.timestamp - a.timestamp for a, b in zip(rows, rows[1:]) if b.timestamp > a.timestamp and a.topic == b.topic]
+    cadence = median(gaps) if gaps else 0.0
+    if cadence <= config.window_step:
+        return config
+    steps = max(round(config.window_size / cadence), 1)
+    return replace(config, window_step=cadence, window_size=steps * cadence)
+
+
 def run_backtest(
     rows: Iterable[CountRow], config: DetectorConfig, *, on_row: Callable[[], None] | None = None
 ) -> Iterable[Alert]:
     """Alerts raised or revised while replaying ``rows``."""
+    rows = list(rows)
+    config = config_for_cadence(config, rows)
     tracker = SpikeTracker(config, EngineState.in_memory(config))
-    for timestamp, group in groupby(rows, key=lambda row: row.timestamp):
-        group = list(group)
-        tracker.advance(timestamp)
-        for row in group:
-            if row.count:
-                stamp = datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
-                mentions = {row.topic: [f"{row.topic}@{stamp}#{k}" for k in range(row.count)]}
-                yield from tracker.observe(mentions, timestamp, f"series-{row.topic}", None)
-            if on_row:
-                on_row()
+    for row in rows:
+        yield from tracker.observe({row.topic: row.count}, row.timestamp, f"series-{row.topic}", None)
+        if on_row:
+            on_row()

@@ -529,12 +529,15 @@ def _evaluate_series(labels_path: str, results: str, series: str | None) -> dict
         windows = [(_utc_seconds(start), _utc_seconds(end)) for start, end in labels]
     except (TypeError, ValueError):
         _fail(f"{labels_path}: expected [[start, end], ...] windows in ISO 8601")
-    detections = []
+    # One alert is one id: its revisions update the page a desk already has, they do not page it again.
+    first_seen: dict[str, float] = {}
     for number, line in _json_lines(results):
         if "detected_at" not in line:
             _fail(f"{results}:{number}: expected 'wirewatch backtest' output (alerts with detected_at)")
-        detections.append(_utc_seconds(line["detected_at"]))
-    return {"series": series, **score_spike_windows(windows, detections)}
+        moment = _utc_seconds(line["detected_at"])
+        key = line.get("id") or f"line-{number}"
+        first_seen[key] = min(first_seen.get(key, moment), moment)
+    return {"series": series, **score_spike_windows(windows, list(first_seen.values()))}
 
 
 def _utc_seconds(text: str) -> float:

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 from .clustering import ClusterConfig, Clusterer, heaviest
 from .models import Alert, ClusterInput, Story
-from .spikes import DetectorConfig, Evaluation, SpikeDetector, TopicHistory
+from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
 
@@ -50,14 +50,13 @@ class EngineState:
     topic_history: MutableMapping[str, dict]
     alerts: MutableMapping[str, dict]
     stream: MutableMapping[str, float]
-    topic_counts: WindowCounts
     story_counts: WindowCounts
     processed: MutableMapping[str, dict]
 
     @classmethod
     def in_memory(cls, config: DetectorConfig) -> "EngineState":
         windows = HoppingWindows(config.window_size, config.window_step)
-        return cls({}, {}, {}, {}, HoppingCounts(windows), HoppingCounts(windows), {})
+        return cls({}, {}, {}, {}, HoppingCounts(windows), {})
 
 
 _DELETED, _NOT_HELD = object(), object()
@@ -183,7 +182,6 @@ class SpikeTracker:
         of old pages counts exactly as a live feed did.
         """
         config = self.config
-        self.state.topic_counts.forget_before(watermark - config.window_retention)
         self.state.story_counts.forget_before(watermark - config.window_retention)
         # An alert is kept past its cooldown for as long as windows are: a brief
         # that arrives late (its candidate partition lagged behind the others)
@@ -195,35 +193,51 @@ class SpikeTracker:
         ]
         for key in stale_alerts:
             del self.state.alerts[key]
+        # A topic silent this long has a level below a thousandth of what it was: nothing left to learn from.
         horizon = config.window_size * 2 + config.decay_time * math.log(1000)
         stale_topics = [
             topic
             for topic, data in self.state.topic_history.items()
-            if max([data["mass_time"] or float("-inf")] + [m[0] for m in data["recent"]]) < watermark - horizon
+            if (data.get("newest") or max((m[0] for m in data.get("recent", ())), default=float("-inf")))
+            < watermark - horizon
         ]
         for topic in stale_topics:
             del self.state.topic_history[topic]
 
     def observe(
-        self, mentions: dict[str, list[str]], timestamp: float, story_id: str, language: str | None
+        self,
+        mentions: dict[str, int],
+        timestamp: float,
+        story_id: str | None,
+        language: str | None,
+        *,
+        brief_id: str | None = None,
+        new_to_story: bool = True,
     ) -> list[Alert]:
-        """Count ``mentions`` (topic → brief ids naming it at ``timestamp``) and return alerts raised or revised."""
-        state, config = self.state, self.config
+        """Count ``mentions`` (topic → how many at ``timestamp``) and return the alerts raised or revised.
+
+        ``brief_id`` names the one brief the mentions come from. A brief that a
+        topic's step already lists was counted before a crash, and is not
+        counted again; nor is one whose story already held it
+        (``new_to_story`` False) when the step is too busy to list every brief.
+        """
+        state, config, detector = self.state, self.config, self.detector
         observed_since, _ = self.advance(timestamp)
+        step = detector.step_of(timestamp)
         evaluations: list[Evaluation] = []
-        for topic, brief_ids in mentions.items():
+        for topic, count in mentions.items():
             history = TopicHistory.from_dict(state.topic_history.get(topic))
-            for brief_id in brief_ids:
-                # A mention the history already holds was counted before a crash: count it once.
-                if history.add(timestamp, brief_id, story_id, keep=config.window_size * 2, decay_time=config.decay_time):
-                    state.topic_counts.add(topic, timestamp)
-            state.topic_history[topic] = history.to_dict()
-            busiest = max(state.topic_counts.counts(topic, timestamp), key=lambda w: (w.count, -w.start))
-            evaluations.append(
-                self.detector.evaluate(
-                    topic, busiest.start, busiest.end, busiest.count, history, observed_since, topic_zipf(topic, language)
-                )
-            )
+            zipf = topic_zipf(topic, language)
+            if brief_id is not None and (
+                history.holds(step, brief_id) or (not new_to_story and not history.is_fully_listed(step))
+            ):
+                count = 0
+            ids = [[brief_id, story_id or ""]] if brief_id is not None else []
+            closed = []
+            if count or topic in state.topic_history:
+                closed = detector.add(history, timestamp, count, ids, observed_since=observed_since, zipf=zipf)
+                state.topic_history[topic] = history.to_dict()
+            evaluations.append(detector.evaluate(topic, history, timestamp, observed_since, zipf, closed))
         return self._alerts(evaluations, story_id, timestamp, language)
 
     def _active(self, key: str, timestamp: float) -> dict | None:
@@ -245,9 +259,16 @@ class SpikeTracker:
         for evaluation in evaluations:
             record = self._active(evaluation.topic, timestamp)
             if record is None:
-                if evaluation.is_spike:
+                if evaluation.direction == RISE:
                     fresh.append(evaluation)
-            elif record.get("covered_by") is None and evaluation.count > record["count"]:
+                elif evaluation.direction == DROP:
+                    touched.append(self._raise_drop(evaluation, timestamp))
+            elif (
+                record.get("covered_by") is None
+                and record.get("direction", RISE) == RISE
+                and evaluation.direction != DROP
+                and evaluation.count > record["count"]
+            ):
                 self._revise(evaluation.topic, record, evaluation)
                 touched.append(evaluation.topic)
         if fresh:
@@ -287,6 +308,8 @@ class SpikeTracker:
             "window_end": lead.window_end,
             "baseline": lead.baseline,
             "score": lead.score,
+            "direction": RISE,
+            "reason": lead.reason,
             "related": sorted(e.topic for e in others),
             "story_id": story_id,
         }
@@ -294,12 +317,34 @@ class SpikeTracker:
         self.state.alerts[f"story:{story_id}"] = {"topic": lead.topic, "raised_at": timestamp}
         return lead.topic
 
+    def _raise_drop(self, evaluation: Evaluation, timestamp: float) -> str:
+        """A topic gone quiet stands alone: no story, no related topics."""
+        self.state.alerts[evaluation.topic] = {
+            "id": alert_id(evaluation.topic, evaluation.window_start, 0),
+            "raised_at": timestamp,
+            "first_count": evaluation.count,
+            "count": evaluation.count,
+            "revision": 1,
+            "escalation": 0,
+            "window_start": evaluation.window_start,
+            "window_end": evaluation.window_end,
+            "baseline": evaluation.baseline,
+            "score": evaluation.score,
+            "direction": DROP,
+            "reason": evaluation.reason,
+            "related": [],
+            "story_id": None,
+        }
+        return evaluation.topic
+
     def _cover(self, topics: list[str], owner: str, timestamp: float) -> None:
         for topic in topics:
             self.state.alerts[topic] = {"covered_by": owner, "raised_at": timestamp}
 
     def _revise(self, topic: str, record: dict, evaluation: Evaluation) -> None:
         record = dict(record)
+        if evaluation.direction is None:
+            evaluation = self.detector.rescored(evaluation)
         level = record["escalation"]
         while evaluation.count >= record["first_count"] * self.config.escalation_factor ** (level + 1):
             level += 1
@@ -311,6 +356,7 @@ class SpikeTracker:
             window_end=evaluation.window_end,
             baseline=evaluation.baseline,
             score=evaluation.score,
+            reason=evaluation.reason,
         )
         self.state.alerts[topic] = record
 
@@ -323,9 +369,10 @@ class SpikeTracker:
 
     def _emit(self, topic: str, record: dict, timestamp: float) -> Alert:
         history = TopicHistory.from_dict(self.state.topic_history.get(topic))
-        mentions = history.mentions_between(record["window_start"], record["window_end"])
-        story_ids = sorted({story_id for _, _, story_id in mentions} | {record["story_id"]})
-        story = self.state.stories.get(record["story_id"])
+        listed = history.mentions(record["window_start"], record["window_end"])[: self.config.ids_per_step]
+        own_story = [record["story_id"]] if record.get("story_id") else []
+        story_ids = sorted({story_id for _, story_id in listed if story_id} | set(own_story))
+        story = self.state.stories.get(record["story_id"]) if own_story else None
         sensitivity = self.config.sensitivity
         level = 2 if record["score"] >= 3 * sensitivity else 1 if record["score"] >= 2 * sensitivity else 0
         return Alert(
@@ -333,6 +380,8 @@ class SpikeTracker:
             revision=record["revision"],
             topic=topic,
             label=Clusterer.label(story) if story else topic,
+            direction=record.get("direction", RISE),
+            reason=record.get("reason", ""),
             related_topics=record["related"],
             story_ids=story_ids,
             window_start=_utc(record["window_start"]),
@@ -342,7 +391,7 @@ class SpikeTracker:
             score=round(record["score"], 3),
             severity=_SEVERITIES[min(level + record["escalation"], len(_SEVERITIES) - 1)],
             escalation=record["escalation"],
-            brief_ids=[brief_id for _, brief_id, _ in mentions],
+            brief_ids=[brief_id for brief_id, _ in listed],
             samples=story["samples"] if story else [],
             detected_at=_utc(timestamp),
         )
@@ -406,7 +455,10 @@ class StoryEngine:
         self._state_seen = self._state_mark()
         if extended:
             self.state.story_counts.add(story["id"], timestamp)
-        alerts = self.spikes.observe({topic: [brief.id] for topic in terms.topics}, timestamp, story["id"], terms.language)
+        alerts = self.spikes.observe(
+            dict.fromkeys(terms.topics, 1), timestamp, story["id"], terms.language,
+            brief_id=brief.id, new_to_story=extended,
+        )
         touched = list(dict.fromkeys(a.topic for a in alerts))
         record = {"t": timestamp, "story": story["id"], "alerts": touched}
         if not extended:

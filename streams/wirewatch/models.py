@@ -165,17 +165,21 @@ class Alert(BaseModel):
     id: str = Field(description="Derived from topic and window; the same spike always has the same id.")
     revision: int = Field(ge=1, description="1 when raised; higher as more briefs join the same spike.")
     topic: str
-    label: str = Field(description="The label of the story the spike belongs to.")
+    label: str = Field(description="The label of the story the spike belongs to (the topic, for a drop).")
+    direction: Literal["rise", "drop"] = Field(
+        "rise", description="rise: far more briefs than expected; drop: a busy topic gone quiet."
+    )
+    reason: str = Field("", description="Why it fired, in a sentence: count against expected, chance, range.")
     related_topics: list[str] = Field(description="Other topics spiking in the same briefs.")
     story_ids: list[str]
     window_start: AwareDatetime
     window_end: AwareDatetime
-    count: int = Field(ge=1, description="Briefs naming the topic in the window.")
-    baseline: float = Field(ge=0, description="Expected count in the window from the topic's history.")
+    count: int = Field(ge=0, description="Briefs naming the topic in the window.")
+    baseline: float = Field(ge=0, description="Expected count in the window from the topic's history and the hour.")
     score: float = Field(description="-log10 of the chance of at least this count under the baseline.")
     severity: Severity
     escalation: int = Field(ge=0, description="0 for a new spike; n after n clear escalations of it.")
-    brief_ids: list[str]
+    brief_ids: list[str] = Field(description="The first briefs of the window (at most 10 of count), oldest first.")
     samples: list[str] = Field(description="A few texts of the spiking story.")
     detected_at: AwareDatetime = Field(description="Event time of the brief that raised or revised it.")
 

@@ -1,43 +1,83 @@
-"""Spike detection: is a topic's count in an event-time window surprising given its history?
+"""Spike detection: is a topic's count in an event-time window surprising, given its history and the hour?
 
-The model
----------
-Mentions of a topic arrive as an overdispersed point process. Its baseline
-rate is a Gamma–Poisson estimate from the mentions *before* the window under
-test (so a burst never raises its own bar), weighting the past with an
-exponential decay of half-life ``baseline_half_life``::
+What a topic's history holds
+----------------------------
+:class:`TopicHistory` is one topic's state, small enough for one table row
+whatever the topic's volume: its counts per window step for the last
+``window_retention`` seconds (with the first few brief ids of each recent
+step), and a baseline learned from the steps that have left every window
+still open. A step is *folded* into the baseline only once no window that
+contains the newest mention contains it, so a burst never raises its own bar.
 
-    rate(s) = (decayed mentions before s + α₀) / (decayed exposure before s + β₀)
+The baseline
+------------
+A step's expected count is ``level × seasonal factor``:
 
-Exposure is the decayed time the stream has been observed, so a series that
-just started is judged on what it has shown so far, not on zeros it never had.
-The prior (α₀, β₀) is the cold start: ``β₀ = prior_strength`` seconds at a rate
-that depends on how common the topic's name is in ordinary language (wordfreq):
-a name used ten times as often gets ten times the prior rate, so at cold start
-"Greenland" three times in half an hour is news and "United States" is not.
+- ``level`` is a Gamma–Poisson estimate of the deseasonalised count per step,
+  its past decayed with half-life ``baseline_half_life``::
 
-The window's count is compared with a negative binomial of that mean and shape
-``dispersion`` (variance = μ + μ²/k), which allows for bursty, overdispersed
-news and for a daily cycle that the decayed baseline follows with some lag; a
-plain Poisson test would flood the desk. A window is a spike when all hold:
-count ≥ ``min_count``, count ≥ ``min_ratio`` × μ, score = −log₁₀ P(X ≥ count) ≥
-``sensitivity``, and the stream has been observed for ``warmup`` seconds before
-the window starts. Pure Python: no Kafka, no Faust.
+      level = (decayed counts + α₀) / (decayed seasonal exposure + β₀)
+
+  Exposure is the decayed sum of the seasonal factors of the steps observed,
+  counted from the moment the stream was first observed, so a topic never
+  named before has a long quiet history, and a stream that has just started
+  is judged on what it has shown so far. The prior (α₀, β₀) is the cold start:
+  ``β₀ = prior_strength`` seconds at a rate that depends on how common the
+  topic's name is in ordinary language (wordfreq): a name used ten times as
+  often gets ten times the prior rate, so at cold start "Greenland" four times
+  in half an hour is news and "United States" is not.
+- The seasonal factor of a half hour of the week (Monday 09:00–09:30 UTC) is a
+  Gamma–Poisson ratio too: decayed counts in that half hour over the level's
+  expectation for it, remembered for ``season_memory``, with a prior of
+  ``season_prior`` counts at the ratio for that half hour of any day; that one
+  has the same prior at 1: a topic learns its daily
+  cycle in days and its weekly one (quiet Sunday mornings, busy Friday
+  nights) in weeks, and a topic named a few times a day keeps factors near 1
+  (it does not learn one at all while it expects under one mention a
+  hundred steps).
+- Spikes are kept out: once the topic is past ``warmup``, a step's count enters
+  the baseline clipped at ``clip_deviations`` standard deviations above its
+  expectation. A lasting level shift still moves the level, step by step.
+- Overdispersion is learned per topic: the window counts that left the open
+  windows give a moment estimate of the negative binomial's 1/shape, shrunk
+  towards ``1 / dispersion`` with the weight of ``dispersion_prior_windows``
+  windows. A regular series (taxi rides) gets a tight band, bursty tweets a
+  wide one.
+
+The verdict
+-----------
+A window **rises** when all hold: count ≥ ``min_count`` and ≥ ``min_ratio`` ×
+expected; score = −log₁₀ P(X ≥ count) ≥ ``sensitivity`` under that negative
+binomial; the window's log ratio to its expectation is above the topic's own
+recent range (its decayed maximum, half-life ``range_half_life``: a topic that
+bursts every afternoon has to beat its afternoons); and the stream has been
+observed for ``warmup`` seconds. A window **drops** under the mirror image of
+those rules, for a topic that expects at least ``drop_min_expected`` in a
+window (a wire that goes quiet, a feed that stops). Pure, deterministic Python:
+no Kafka, no Faust.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = [
+    "RISE",
+    "DROP",
+    "Baseline",
+    "ClosedWindow",
     "DetectorConfig",
     "Evaluation",
     "TopicHistory",
+    "WindowView",
     "negative_binomial_tail",
+    "negative_binomial_head",
     "surprise",
     "SpikeDetector",
 ]
+
+RISE, DROP = "rise", "drop"
 
 
 @dataclass(frozen=True)
@@ -48,25 +88,76 @@ class DetectorConfig:
     window_step: float = 300.0
     window_retention: float = 6 * 3600.0
     baseline_half_life: float = 6 * 3600.0
+    season_memory: float = 21 * 86400.0
+    season_prior: float = 20.0
+    range_half_life: float = 5 * 86400.0
     prior_rate_per_hour: float = 0.5
     prior_reference_zipf: float = 4.0
     prior_strength: float = 3600.0
     warmup: float = 3600.0
     min_count: int = 3
-    min_ratio: float = 2.0
+    min_ratio: float = 1.5
     sensitivity: float = 4.0
     dispersion: float = 2.0
+    dispersion_prior_windows: float = 24.0
+    clip_deviations: float = 3.0
+    drop_min_expected: float = 30.0
     cooldown: float = 2 * 3600.0
     escalation_factor: float = 3.0
+    ids_per_step: int = 10
+
+    def __post_init__(self) -> None:
+        if self.window_step <= 0 or self.window_size < self.window_step or self.window_size % self.window_step:
+            raise ValueError("window size must be a whole, positive number of window steps")
 
     @property
     def decay_time(self) -> float:
         return self.baseline_half_life / math.log(2)
 
+    @property
+    def steps_per_window(self) -> int:
+        return int(self.window_size // self.window_step)
+
     def prior_rate(self, zipf: float) -> float:
         """Prior mentions per second of a topic whose name has Zipf frequency ``zipf``."""
         scale = 10 ** max(min(zipf - self.prior_reference_zipf, 2.0), -2.0)
         return self.prior_rate_per_hour * scale / 3600.0
+
+
+def _log_beta_prefix(a: float, b: float, x: float) -> float:
+    return math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    # Lentz's method for the continued fraction of the incomplete beta function.
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 100_000):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return result
+
+
+def _regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(_log_beta_prefix(a, b, x)) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(_log_beta_prefix(a, b, x)) * _beta_fraction(b, a, 1.0 - x) / b
 
 
 def negative_binomial_tail(count: int, mean: float, shape: float) -> float:
@@ -75,137 +166,451 @@ def negative_binomial_tail(count: int, mean: float, shape: float) -> float:
         return 1.0
     if mean <= 0:
         return 0.0
-    p = shape / (shape + mean)
-    log_p, log_q = math.log(p), math.log1p(-p)
-    below = 0.0
-    for k in range(count):
-        log_pmf = math.lgamma(k + shape) - math.lgamma(shape) - math.lgamma(k + 1) + shape * log_p + k * log_q
-        below += math.exp(log_pmf)
-    return max(1.0 - below, 0.0) if below < 0.999999 else _upper_tail(count, shape, log_p, log_q)
+    return _regularized_beta(count, shape, mean / (shape + mean))
 
 
-def _upper_tail(count: int, shape: float, log_p: float, log_q: float) -> float:
-    # Summing the upper tail directly keeps precision where 1 − P(X < count) underflows.
-    total = 0.0
-    k = count
-    while True:
-        log_pmf = math.lgamma(k + shape) - math.lgamma(shape) - math.lgamma(k + 1) + shape * log_p + k * log_q
-        term = math.exp(log_pmf)
-        total += term
-        if term < total * 1e-12 or k > count + 100_000:
-            return total
-        k += 1
+def negative_binomial_head(count: int, mean: float, shape: float) -> float:
+    """P(X ≤ count) for the same negative binomial."""
+    if count < 0:
+        return 0.0
+    if mean <= 0:
+        return 1.0
+    return _regularized_beta(shape, count + 1, shape / (shape + mean))
+
+
+def _score(probability: float) -> float:
+    return 300.0 if probability <= 1e-300 else -math.log10(probability)
 
 
 def surprise(count: int, mean: float, shape: float) -> float:
     """−log₁₀ P(X ≥ count): 4 means a one-in-ten-thousand window."""
-    tail = negative_binomial_tail(count, mean, shape)
-    return 300.0 if tail <= 1e-300 else -math.log10(tail)
+    return _score(negative_binomial_tail(count, mean, shape))
+
+
+_SLOTS_PER_DAY, _SLOTS_PER_WEEK = 48, 7 * 48
+
+
+def _season_slots(timestamp: float) -> tuple[int, int]:
+    """The UTC half hour of the day and of the week (from Monday 00:00) of ``timestamp``."""
+    weekday = (int(timestamp // 86400) + 3) % 7  # 1 January 1970 was a Thursday
+    return int(timestamp % 86400 // 1800), weekday * 48 + int(timestamp % 86400 // 1800)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """One window of a topic: its count, its expectation from the baseline, and how far it strays."""
+
+    start: float
+    end: float
+    count: int
+    expected: float
+
+    @property
+    def log_ratio(self) -> float:
+        return math.log((self.count + 1.0) / (self.expected + 1.0))
 
 
 @dataclass
 class TopicHistory:
-    """What the detector remembers of one topic, as a JSON-able dict when stored.
+    """What the detector remembers of one topic; a JSON-able dict when stored (:meth:`to_dict`).
 
-    ``recent`` keeps mentions (time, brief id, story id) newer than ``keep``
-    seconds before the newest one, exactly; older mentions are folded into
-    ``mass``, their decayed sum as of ``mass_time``.
+    ``steps`` maps a step's start to ``[count, [[brief id, story id], ...]]``:
+    only steps with mentions, only for ``window_retention``, ids only for the
+    first ``ids_per_step`` mentions of steps still in an open window.
+    ``folded`` is the start of the newest step in the baseline, ``newest`` of
+    the newest step seen. The seasonal sums are stored undecayed since
+    ``season_anchor`` (the reader decays them all at once), and empty until
+    the topic is busy enough to learn a cycle.
     """
 
+    steps: dict[float, list] = field(default_factory=dict)
+    folded: float | None = None
+    newest: float | None = None
     mass: float = 0.0
-    mass_time: float | None = None
-    recent: list[tuple[float, str, str]] = field(default_factory=list)
+    exposure: float = 0.0
+    season_anchor: float | None = None
+    day_counts: list[float] = field(default_factory=list)
+    day_expected: list[float] = field(default_factory=list)
+    week_counts: list[float] = field(default_factory=list)
+    week_expected: list[float] = field(default_factory=list)
+    spread: float = 0.0
+    spread_weight: float = 0.0
+    peak: float = 0.0
+    trough: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"mass": self.mass, "mass_time": self.mass_time, "recent": [list(item) for item in self.recent]}
+        return {
+            "steps": [[start, entry[0], entry[1]] for start, entry in sorted(self.steps.items())],
+            "folded": self.folded,
+            "newest": self.newest,
+            "level": [self.mass, self.exposure],
+            "season": [
+                self.season_anchor,
+                list(self.day_counts),
+                list(self.day_expected),
+                list(self.week_counts),
+                list(self.week_expected),
+            ],
+            "spread": [self.spread, self.spread_weight],
+            "range": [self.peak, self.trough],
+        }
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "TopicHistory":
         if not data:
             return cls()
-        return cls(data["mass"], data["mass_time"], [(float(t), str(b), str(s)) for t, b, s in data["recent"]])
+        if "recent" in data:
+            return cls._from_mention_list(data)
+        anchor, day_counts, day_expected, week_counts, week_expected = data["season"]
+        return cls(
+            steps={float(start): [count, [list(pair) for pair in ids] if ids else []] for start, count, ids in data["steps"]},
+            folded=data["folded"],
+            newest=data["newest"],
+            mass=data["level"][0],
+            exposure=data["level"][1],
+            season_anchor=anchor,
+            day_counts=list(day_counts),
+            day_expected=list(day_expected),
+            week_counts=list(week_counts),
+            week_expected=list(week_expected),
+            spread=data["spread"][0],
+            spread_weight=data["spread"][1],
+            peak=data["range"][0],
+            trough=data["range"][1],
+        )
 
-    def add(self, timestamp: float, brief_id: str, story_id: str, *, keep: float, decay_time: float) -> bool:
-        """Remember a mention; False (and no change) if this brief's mention is already remembered."""
-        if any(known == brief_id for _, known, _ in self.recent):
-            return False
-        self.recent.append((timestamp, brief_id, story_id))
-        self.recent.sort()
-        newest = self.recent[-1][0]
-        while self.recent and self.recent[0][0] < newest - keep:
-            old = self.recent.pop(0)[0]
-            self._fold(old, decay_time)
-        return True
+    @classmethod
+    def _from_mention_list(cls, data: dict, step: float = 300.0) -> "TopicHistory":
+        # Rows written before histories were kept as step counts listed every recent mention: they
+        # become step counts (none of them folded yet) and the old decayed mass becomes the level.
+        history = cls(mass=float(data.get("mass") or 0.0))
+        for timestamp, brief_id, story_id in data["recent"]:
+            entry = history.steps.setdefault((float(timestamp) // step) * step, [0, []])
+            entry[0] += 1
+            entry[1].append([str(brief_id), str(story_id)])
+        if history.steps:
+            history.newest = max(history.steps)
+            history.folded = min(history.steps) - step
+        return history
 
-    def _fold(self, timestamp: float, decay_time: float) -> None:
-        if self.mass_time is None:
-            self.mass, self.mass_time = 1.0, timestamp
-        elif timestamp >= self.mass_time:
-            self.mass = self.mass * math.exp(-(timestamp - self.mass_time) / decay_time) + 1.0
-            self.mass_time = timestamp
-        else:
-            self.mass += math.exp(-(self.mass_time - timestamp) / decay_time)
+    def count_at(self, step_start: float) -> int:
+        entry = self.steps.get(step_start)
+        return entry[0] if entry else 0
 
-    def mass_before(self, moment: float, decay_time: float) -> float:
-        """Decayed count of mentions before ``moment``, as of ``moment``."""
-        total = 0.0
-        if self.mass_time is not None:
-            total += self.mass * math.exp(-(moment - self.mass_time) / decay_time)
-        for timestamp, _, _ in self.recent:
-            if timestamp < moment:
-                total += math.exp(-(moment - timestamp) / decay_time)
-        return total
+    def holds(self, step_start: float, brief_id: str) -> bool:
+        """Whether the step lists the brief among its mentions."""
+        entry = self.steps.get(step_start)
+        return bool(entry) and any(known == brief_id for known, _ in entry[1])
 
-    def mentions_between(self, start: float, end: float) -> list[tuple[float, str, str]]:
-        return [mention for mention in self.recent if start <= mention[0] <= end]
+    def is_fully_listed(self, step_start: float) -> bool:
+        """Whether every mention of the step has its brief id listed."""
+        entry = self.steps.get(step_start)
+        return not entry or entry[0] == len(entry[1])
+
+    def mentions(self, start: float, end: float) -> list[list[str]]:
+        """Listed ``[brief id, story id]`` pairs of the steps in ``[start, end]``, oldest step first."""
+        return [pair for step, entry in sorted(self.steps.items()) if start <= step <= end for pair in entry[1]]
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """The detector's verdict on one window of one topic."""
+class Baseline:
+    """A topic's expectation per step as it stands: its level and its seasonal factors."""
 
-    topic: str
-    window_start: float
-    window_end: float
-    count: int
-    baseline: float
-    score: float
-    is_spike: bool
+    level: float
+    history: TopicHistory
+    scale: float
+    prior: float
+    step: float
+
+    def factor(self, step_start: float) -> float:
+        history = self.history
+        if not history.day_counts:
+            return 1.0
+        of_day, of_week = _season_slots(step_start)
+        scale, prior = self.scale, self.prior
+        daily = (history.day_counts[of_day] * scale + prior) / (history.day_expected[of_day] * scale + prior)
+        return (history.week_counts[of_week] * scale + prior * daily) / (history.week_expected[of_week] * scale + prior)
+
+    def expected(self, start: float, steps: int) -> float:
+        return self.level * sum(self.factor(start + k * self.step) for k in range(steps))
 
 
 class SpikeDetector:
-    """Applies the model above; holds settings only, never state."""
+    """Applies the model above to :class:`TopicHistory` rows; holds settings only, never state."""
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
+        self._step_decay = math.exp(-config.window_step / config.decay_time)
+        self._range_decay = math.exp(-config.window_step * math.log(2) / config.range_half_life)
+        self._spread_decay = math.exp(-config.window_step / config.season_memory)
 
-    def expected(self, history: TopicHistory, window_start: float, observed_since: float, zipf: float) -> float:
-        """Expected mentions in a window starting at ``window_start``."""
+    def step_of(self, timestamp: float) -> float:
+        step = self.config.window_step
+        return (timestamp // step) * step
+
+    def baseline(self, history: TopicHistory, zipf: float) -> Baseline:
         config = self.config
-        tau = config.decay_time
-        observed = max(window_start - observed_since, 0.0)
-        exposure = tau * -math.expm1(-observed / tau)
-        alpha = config.prior_rate(zipf) * config.prior_strength
-        rate = (history.mass_before(window_start, tau) + alpha) / (exposure + config.prior_strength)
-        return rate * config.window_size
+        prior_steps = config.prior_strength / config.window_step
+        prior_mass = config.prior_rate(zipf) * config.window_step * prior_steps
+        level = (history.mass + prior_mass) / (history.exposure + prior_steps)
+        anchor = history.season_anchor
+        scale = math.exp(-((history.newest or 0.0) - anchor) / config.season_memory) if anchor is not None else 1.0
+        return Baseline(level, history, scale, config.season_prior, config.window_step)
+
+    def inverse_shape(self, history: TopicHistory) -> float:
+        """1/k of the negative binomial that this topic's window counts follow."""
+        config = self.config
+        weight = config.dispersion_prior_windows
+        return max((weight / config.dispersion + history.spread) / (weight + history.spread_weight), 1e-4)
+
+    def window(self, history: TopicHistory, start: float, baseline: Baseline) -> WindowView:
+        config = self.config
+        steps = config.steps_per_window
+        count = sum(history.count_at(start + k * config.window_step) for k in range(steps))
+        return WindowView(start, start + config.window_size - 0.1, count, baseline.expected(start, steps))
+
+    def windows_containing(self, history: TopicHistory, timestamp: float, zipf: float) -> list[WindowView]:
+        """Every window that contains ``timestamp``, oldest first."""
+        return self._windows_containing(history, self.step_of(timestamp), self.baseline(history, zipf))
+
+    def _windows_containing(self, history: TopicHistory, last: float, baseline: Baseline) -> list[WindowView]:
+        config = self.config
+        step, size = config.window_step, config.steps_per_window
+        starts = [last + (k - size + 1) * step for k in range(2 * size - 1)]
+        counts = [history.count_at(start) for start in starts]
+        expected = [baseline.level * baseline.factor(start) for start in starts]
+        return [
+            WindowView(starts[k], starts[k] + config.window_size - 0.1, sum(counts[k : k + size]), sum(expected[k : k + size]))
+            for k in range(size)
+        ]
+
+    # -- learning --------------------------------------------------------------------------------
+
+    def add(
+        self,
+        history: TopicHistory,
+        timestamp: float,
+        count: int,
+        ids: list[list[str]],
+        *,
+        observed_since: float,
+        zipf: float,
+    ) -> list["ClosedWindow"]:
+        """Count ``count`` mentions at ``timestamp`` (``ids``: their ``[brief id, story id]``, if known).
+
+        Returns the windows that this moved out of the open ones, as :meth:`advance` does.
+        """
+        config = self.config
+        step = self.step_of(timestamp)
+        if history.folded is None:
+            # A topic named for the first time has been silent since the stream was first observed.
+            history.folded = history.newest = self.step_of(observed_since) - config.window_step
+        closed = self.advance(history, step, zipf)
+        if count > 0:
+            entry = history.steps.setdefault(step, [0, []])
+            entry[0] += count
+            room = config.ids_per_step - len(entry[1])
+            if room > 0:
+                entry[1].extend(list(pair) for pair in ids[:room])
+        return closed
+
+    def advance(self, history: TopicHistory, step: float, zipf: float) -> list["ClosedWindow"]:
+        """Move the topic's clock to ``step``: fold the steps that left every open window, forget old ones.
+
+        Returns each window that closed, as it was judged against the baseline
+        and the range from before it (none for a quiet topic's silence).
+        """
+        config = self.config
+        closed: list[ClosedWindow] = []
+        if history.newest is None or step <= history.newest:
+            return closed
+        history.newest = step
+        last_to_fold = step - config.steps_per_window * config.window_step
+        while history.folded < last_to_fold:
+            if not any(start > history.folded for start in history.steps):
+                baseline = self.baseline(history, zipf)
+                if baseline.expected(history.folded, config.steps_per_window) < 1.0:
+                    # A quiet topic with nothing left to count: fold its silence in one go.
+                    self._fold_silence(history, int((last_to_fold - history.folded) // config.window_step))
+                    break
+            closed.append(self._fold(history, history.folded + config.window_step, zipf))
+        horizon = step - config.window_retention
+        listed_from = step - 2 * config.window_size
+        for start in [s for s in history.steps if s < horizon]:
+            del history.steps[start]
+        for start, entry in history.steps.items():
+            if start < listed_from and entry[1]:
+                entry[1] = []
+        return closed
+
+    def _fold_silence(self, history: TopicHistory, steps: int) -> None:
+        decay = self._step_decay**steps
+        history.mass *= decay
+        history.exposure = history.exposure * decay + (1.0 - decay) / (1.0 - self._step_decay)
+        history.peak *= self._range_decay**steps
+        history.trough *= self._range_decay**steps
+        history.folded += steps * self.config.window_step
+
+    def _fold(self, history: TopicHistory, start: float, zipf: float) -> "ClosedWindow":
+        config = self.config
+        baseline = self.baseline(history, zipf)
+        window = self.window(history, start, baseline)
+        inverse_shape = self.inverse_shape(history)
+        # Clip only a baseline that has seen half its memory: before that, the level is still catching up.
+        settled = history.exposure * config.window_step >= 0.5 * config.decay_time
+        if window.expected >= 1.0 and settled:
+            deviation = math.sqrt(window.expected + window.expected**2 * inverse_shape)
+            excess = min(abs(window.count - window.expected), config.clip_deviations * deviation)
+            estimate = max((excess**2 - window.expected) / window.expected**2, 0.0)
+            history.spread = history.spread * self._spread_decay + estimate
+            history.spread_weight = history.spread_weight * self._spread_decay + 1.0
+        closed = ClosedWindow(window, history.trough * self._range_decay, history.spread_weight, inverse_shape)
+        history.peak *= self._range_decay
+        history.trough *= self._range_decay
+        if settled:
+            # A baseline still catching up strays far from what it sees; that is no range to beat later.
+            history.peak = max(history.peak, window.log_ratio)
+            history.trough = min(history.trough, window.log_ratio)
+        season = baseline.factor(start)
+        expected = baseline.level * season
+        count = float(history.count_at(start))
+        if settled:
+            # One mention more than expected always counts in full: a quiet topic's every mention is above its mean.
+            bound = expected + 1.0 + config.clip_deviations * math.sqrt(expected + expected**2 * inverse_shape)
+            count = min(count, bound)
+        history.mass = history.mass * self._step_decay + count
+        history.exposure = history.exposure * self._step_decay + season
+        if settled and baseline.level >= 0.01:
+            # The factors learn from a level that is known: at a cold start it is still the prior's.
+            self._learn_season(history, start, count, baseline.level)
+        history.folded = start
+        return closed
+
+    def _learn_season(self, history: TopicHistory, start: float, count: float, level: float) -> None:
+        if not history.day_counts:
+            history.season_anchor = start
+            history.day_counts, history.day_expected = [0.0] * _SLOTS_PER_DAY, [0.0] * _SLOTS_PER_DAY
+            history.week_counts, history.week_expected = [0.0] * _SLOTS_PER_WEEK, [0.0] * _SLOTS_PER_WEEK
+        growth = math.exp((start - history.season_anchor) / self.config.season_memory)
+        if growth > 1e6:
+            # Rebase before the undecayed sums grow out of range.
+            for values in (history.day_counts, history.day_expected, history.week_counts, history.week_expected):
+                values[:] = [value / growth for value in values]
+            history.season_anchor, growth = start, 1.0
+        of_day, of_week = _season_slots(start)
+        history.day_counts[of_day] += count * growth
+        history.day_expected[of_day] += level * growth
+        history.week_counts[of_week] += count * growth
+        history.week_expected[of_week] += level * growth
+
+    # -- the verdict -------------------------------------------------------------------------------
 
     def evaluate(
         self,
         topic: str,
-        window_start: float,
-        window_end: float,
-        count: int,
         history: TopicHistory,
+        timestamp: float,
         observed_since: float,
         zipf: float,
-    ) -> Evaluation:
+        closed: list["ClosedWindow"] = (),
+    ) -> "Evaluation":
+        """The verdict on the busiest window that contains ``timestamp`` (earliest on ties), or on a drop.
+
+        ``closed``: the windows that the mention at ``timestamp`` closed (from
+        :meth:`add`); a drop is judged on the newest of them.
+        """
         config = self.config
-        baseline = self.expected(history, window_start, observed_since, zipf)
-        score = surprise(count, baseline, config.dispersion)
-        is_spike = (
-            count >= config.min_count
-            and count >= config.min_ratio * baseline
-            and score >= config.sensitivity
-            and max(window_start - observed_since, 0.0) >= config.warmup
+        baseline = self.baseline(history, zipf)
+        busiest = max(self._windows_containing(history, self.step_of(timestamp), baseline), key=lambda w: (w.count, -w.start))
+        shape = 1.0 / self.inverse_shape(history)
+        rises = (
+            max(busiest.start - observed_since, 0.0) >= config.warmup
+            and busiest.count >= config.min_count
+            and busiest.count >= config.min_ratio * busiest.expected
+            and busiest.log_ratio > history.peak
         )
-        return Evaluation(topic, window_start, window_end, count, baseline, score, is_spike)
+        if rises:
+            score = surprise(busiest.count, busiest.expected, shape)
+            if score >= config.sensitivity:
+                return Evaluation(topic, busiest, score, RISE, self._reason(busiest, score, RISE), shape)
+        if closed:
+            last = closed[-1]
+            window = last.window
+            if (
+                max(window.start - observed_since, 0.0) >= config.warmup
+                and window.expected >= config.drop_min_expected
+                and window.count * config.min_ratio <= window.expected
+                and window.log_ratio < last.trough
+                and last.spread_weight >= config.dispersion_prior_windows
+            ):
+                drop_shape = 1.0 / last.inverse_shape
+                score = _score(negative_binomial_head(window.count, window.expected, drop_shape))
+                if score >= config.sensitivity:
+                    return Evaluation(topic, window, score, DROP, self._reason(window, score, DROP), drop_shape)
+        return Evaluation(topic, busiest, 0.0, None, "", shape)
+
+    def rescored(self, evaluation: "Evaluation") -> "Evaluation":
+        """``evaluation`` with its score and reason worked out, for an alert it revises."""
+        score = surprise(evaluation.count, evaluation.baseline, evaluation.shape)
+        return replace(evaluation, score=score, reason=self._reason(evaluation.window, score, RISE))
+
+    def _reason(self, window: WindowView, score: float, direction: str) -> str:
+        minutes = round(self.config.window_size / 60)
+        chance = f"a 1-in-10^{score:.0f} window" if score < 300 else "a window beyond any chance"
+        if direction == RISE:
+            ratio = window.count / window.expected if window.expected > 0 else float("inf")
+            times = f"{ratio:.1f}×" if ratio < 1000 else "over 1000×"
+            return (
+                f"{window.count} in {minutes} min against {window.expected:.1f} expected at this hour ({times}); "
+                f"{chance}, above this topic's recent range"
+            )
+        return (
+            f"only {window.count} in {minutes} min against {window.expected:.1f} expected at this hour; "
+            f"{chance}, below this topic's recent range"
+        )
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window as it left the open ones: with the range and the spread it was judged by."""
+
+    window: WindowView
+    trough: float
+    spread_weight: float
+    inverse_shape: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The detector's verdict on one window of one topic: ``direction`` is "rise", "drop" or None.
+
+    ``score`` and ``reason`` are worked out only for a verdict that fires
+    (see :meth:`SpikeDetector.rescored`).
+    """
+
+    topic: str
+    window: WindowView
+    score: float
+    direction: str | None
+    reason: str
+    shape: float
+
+    @property
+    def is_spike(self) -> bool:
+        return self.direction is not None
+
+    @property
+    def window_start(self) -> float:
+        return self.window.start
+
+    @property
+    def window_end(self) -> float:
+        return self.window.end
+
+    @property
+    def count(self) -> int:
+        return self.window.count
+
+    @property
+    def baseline(self) -> float:
+        return self.window.expected
