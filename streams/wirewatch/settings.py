@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .clustering import ClusterConfig
 from .spikes import DetectorConfig
 
+_DETECTOR = DetectorConfig()
+
 __all__ = ["Settings"]
 
 
@@ -140,16 +142,33 @@ class Settings(BaseSettings):
         gt=0,
         description="Windows that ended this long (event time) before the newest brief are dropped.",
     )
-    baseline_half_life_seconds: float = Field(default=6 * 3600, gt=0)
-    prior_rate_per_hour: float = Field(default=0.5, gt=0, description="Cold-start rate of a topic as common as Zipf 4.")
-    prior_strength_seconds: float = Field(default=3600, gt=0)
-    warmup_seconds: float = Field(default=3600, ge=0, description="Observe the stream this long before alerting.")
-    spike_min_count: int = Field(default=3, ge=1)
-    spike_min_ratio: float = Field(default=2.0, ge=1)
-    spike_sensitivity: float = Field(default=4.0, gt=0, description="Alert when -log10 p reaches this.")
-    spike_dispersion: float = Field(default=2.0, gt=0, description="Negative binomial shape; lower = burstier.")
-    alert_cooldown_seconds: float = Field(default=2 * 3600, ge=0)
-    alert_escalation_factor: float = Field(default=3.0, gt=1)
+    baseline_half_life_seconds: float = Field(default=_DETECTOR.baseline_half_life, gt=0)
+    season_memory_seconds: float = Field(
+        default=_DETECTOR.season_memory, gt=0, description="How long a topic's daily and weekly cycle is remembered."
+    )
+    prior_rate_per_hour: float = Field(
+        default=_DETECTOR.prior_rate_per_hour, gt=0, description="Cold-start rate of a topic as common as Zipf 4."
+    )
+    prior_strength_seconds: float = Field(default=_DETECTOR.prior_strength, gt=0)
+    warmup_seconds: float = Field(
+        default=_DETECTOR.warmup, ge=0, description="Observe the stream this long before alerting."
+    )
+    spike_min_count: int = Field(default=_DETECTOR.min_count, ge=1)
+    spike_min_ratio: float = Field(default=_DETECTOR.min_ratio, ge=1)
+    spike_sensitivity: float = Field(
+        default=_DETECTOR.sensitivity, gt=0, description="Alert when -log10 p reaches this."
+    )
+    spike_dispersion: float = Field(
+        default=_DETECTOR.dispersion, gt=0, description="Prior negative binomial shape, before a topic shows its own."
+    )
+    spike_range_half_life_seconds: float = Field(
+        default=_DETECTOR.range_half_life, gt=0, description="A spike must beat the topic's range decayed this fast."
+    )
+    spike_drop_min_expected: float = Field(
+        default=_DETECTOR.drop_min_expected, gt=0, description="A topic must expect this many per window to drop."
+    )
+    alert_cooldown_seconds: float = Field(default=_DETECTOR.cooldown, ge=0)
+    alert_escalation_factor: float = Field(default=_DETECTOR.escalation_factor, gt=1)
     story_batch_seconds: float = Field(
         default=0.02,
         gt=0,
@@ -229,6 +248,9 @@ class Settings(BaseSettings):
             window_step=self.window_step_seconds,
             window_retention=self.window_retention_seconds,
             baseline_half_life=self.baseline_half_life_seconds,
+            season_memory=self.season_memory_seconds,
+            range_half_life=self.spike_range_half_life_seconds,
+            drop_min_expected=self.spike_drop_min_expected,
             prior_rate_per_hour=self.prior_rate_per_hour,
             prior_strength=self.prior_strength_seconds,
             warmup=self.warmup_seconds,
