@@ -19,7 +19,9 @@ Alerting
   raised) more briefs revise it under the same id; a count that reaches
   ``escalation_factor`` times the count it was raised with raises an
   escalation with a new id.
-- Ids derive from topic, window and escalation level: replays give the same ids.
+- A busy topic gone quiet (a drop, judged on the window that just closed)
+  raises an alert of its own, with no story and no revisions.
+- Ids derive from topic, window, escalation level and direction: replays give the same ids.
 Pure Python: no Kafka, no Faust.
 """
 
@@ -142,8 +144,10 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
-def alert_id(topic: str, window_start: float, escalation: int) -> str:
-    digest = hashlib.blake2b(f"{topic}\x1f{window_start:.0f}\x1f{escalation}".encode(), digest_size=8).hexdigest()
+def alert_id(topic: str, window_start: float, escalation: int, direction: str = RISE) -> str:
+    # A rise keeps the ids it had before drops existed: only a drop adds its direction.
+    key = f"{topic}\x1f{window_start:.0f}\x1f{escalation}" + ("" if direction == RISE else f"\x1f{direction}")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
     return f"alert-{digest}"
 
 
@@ -297,30 +301,19 @@ class SpikeTracker:
             return owner_topic
         fresh = sorted(fresh, key=lambda e: (-e.score, topic_zipf(e.topic, language), e.topic))
         lead, others = fresh[0], fresh[1:]
-        self.state.alerts[lead.topic] = {
-            "id": alert_id(lead.topic, lead.window_start, 0),
-            "raised_at": timestamp,
-            "first_count": lead.count,
-            "count": lead.count,
-            "revision": 1,
-            "escalation": 0,
-            "window_start": lead.window_start,
-            "window_end": lead.window_end,
-            "baseline": lead.baseline,
-            "score": lead.score,
-            "direction": RISE,
-            "reason": lead.reason,
-            "related": sorted(e.topic for e in others),
-            "story_id": story_id,
-        }
+        self.state.alerts[lead.topic] = self._record(lead, timestamp, sorted(e.topic for e in others), story_id)
         self._cover([e.topic for e in others], lead.topic, timestamp)
         self.state.alerts[f"story:{story_id}"] = {"topic": lead.topic, "raised_at": timestamp}
         return lead.topic
 
     def _raise_drop(self, evaluation: Evaluation, timestamp: float) -> str:
         """A topic gone quiet stands alone: no story, no related topics."""
-        self.state.alerts[evaluation.topic] = {
-            "id": alert_id(evaluation.topic, evaluation.window_start, 0),
+        self.state.alerts[evaluation.topic] = self._record(evaluation, timestamp, [], None)
+        return evaluation.topic
+
+    def _record(self, evaluation: Evaluation, timestamp: float, related: list[str], story_id: str | None) -> dict:
+        return {
+            "id": alert_id(evaluation.topic, evaluation.window_start, 0, evaluation.direction),
             "raised_at": timestamp,
             "first_count": evaluation.count,
             "count": evaluation.count,
@@ -330,12 +323,11 @@ class SpikeTracker:
             "window_end": evaluation.window_end,
             "baseline": evaluation.baseline,
             "score": evaluation.score,
-            "direction": DROP,
+            "direction": evaluation.direction,
             "reason": evaluation.reason,
-            "related": [],
-            "story_id": None,
+            "related": related,
+            "story_id": story_id,
         }
-        return evaluation.topic
 
     def _cover(self, topics: list[str], owner: str, timestamp: float) -> None:
         for topic in topics:
