@@ -596,10 +596,6 @@ class Evaluation:
     shape: float
 
     @property
-    def is_spike(self) -> bool:
-        return self.direction is not None
-
-    @property
     def window_start(self) -> float:
         return self.window.start
 
