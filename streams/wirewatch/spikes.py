@@ -30,14 +30,15 @@ A step's expected count is ``level × seasonal factor``:
   Gamma–Poisson ratio too: decayed counts in that half hour over the level's
   expectation for it, remembered for ``season_memory``, with a prior of
   ``season_prior`` counts at the ratio for that half hour of any day; that one
-  has the same prior at 1: a topic learns its daily
-  cycle in days and its weekly one (quiet Sunday mornings, busy Friday
-  nights) in weeks, and a topic named a few times a day keeps factors near 1
-  (it does not learn one at all while it expects under one mention a
-  hundred steps).
-- Spikes are kept out: once the topic is past ``warmup``, a step's count enters
-  the baseline clipped at ``clip_deviations`` standard deviations above its
-  expectation. A lasting level shift still moves the level, step by step.
+  has the same prior at 1. A topic learns its daily cycle in days and its
+  weekly one (quiet Sunday mornings, busy Friday nights) in weeks; a topic
+  named a few times a day keeps factors near 1, and one that expects under
+  one mention per hundred steps learns none.
+- Spikes are kept out: once the baseline has seen half its memory (before
+  that the level is still catching up, and neither the season, the spread nor
+  the range learn), a step's count enters it clipped at one mention plus
+  ``clip_deviations`` standard deviations above its expectation. A lasting
+  level shift still moves the level, step by step.
 - Overdispersion is learned per topic: the window counts that left the open
   windows give a moment estimate of the negative binomial's 1/shape, shrunk
   towards ``1 / dispersion`` with the weight of ``dispersion_prior_windows``
