@@ -232,9 +232,12 @@ class TestDetector:
 
     def test_rows_from_before_step_counts_become_step_counts(self):
         old = {"mass": 2.5, "mass_time": T0 - 7200, "recent": [[T0, "a", "s1"], [T0 + 60, "b", "s1"], [T0 + 400, "c", "s2"]]}
-        history = TopicHistory.from_dict(old)
+        history = TopicHistory.from_dict(old, step=300)
         assert (history.count_at(T0), history.count_at(T0 + 300), history.mass) == (2, 1, 2.5)
-        assert history.holds(T0, "b") and TopicHistory.from_dict(history.to_dict()) == history
+        assert history.holds(T0, "b") and TopicHistory.from_dict(history.to_dict(), step=300) == history
+        assert TopicHistory.newest_in(old) == T0 + 400 and TopicHistory.newest_in(history.to_dict()) == T0 + 300
+        coarse = TopicHistory.from_dict(old, step=600)
+        assert (coarse.count_at(T0), coarse.count_at(T0 + 300), coarse.count_at(T0 + 600)) == (3, 0, 0)
 
 
 def series(function, *, days=3, step=300) -> str:
@@ -450,7 +453,7 @@ def test_a_brief_read_again_changes_nothing(extractor, seed_page):
     assert again.replayed and again.story.id == results[-2].story.id
     assert [a.id for a in again.alerts] == [a.id for a in results[-2].alerts]
     assert {topic: dict(h) for topic, h in stories.state.topic_history.items()} == counts
-    history = TopicHistory.from_dict(stories.state.topic_history["greenland"])
+    history = TopicHistory.from_dict(stories.state.topic_history["greenland"], step=300)
     assert max(w.count for w in stories.spikes.detector.windows_containing(history, inputs[-2].published_at.timestamp(), 4.0)) == 4
 
 

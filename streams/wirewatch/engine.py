@@ -202,8 +202,7 @@ class SpikeTracker:
         stale_topics = [
             topic
             for topic, data in self.state.topic_history.items()
-            if (data.get("newest") or max((m[0] for m in data.get("recent", ())), default=float("-inf")))
-            < watermark - horizon
+            if (TopicHistory.newest_in(data) or float("-inf")) < watermark - horizon
         ]
         for topic in stale_topics:
             del self.state.topic_history[topic]
@@ -230,7 +229,7 @@ class SpikeTracker:
         step = detector.step_of(timestamp)
         evaluations: list[Evaluation] = []
         for topic, count in mentions.items():
-            history = TopicHistory.from_dict(state.topic_history.get(topic))
+            history = TopicHistory.from_dict(state.topic_history.get(topic), step=config.window_step)
             zipf = topic_zipf(topic, language)
             if brief_id is not None and (
                 history.holds(step, brief_id) or (not new_to_story and not history.is_fully_listed(step))
@@ -360,7 +359,7 @@ class SpikeTracker:
         return self._emit(topic, record, timestamp)
 
     def _emit(self, topic: str, record: dict, timestamp: float) -> Alert:
-        history = TopicHistory.from_dict(self.state.topic_history.get(topic))
+        history = TopicHistory.from_dict(self.state.topic_history.get(topic), step=self.config.window_step)
         listed = history.mentions(record["window_start"], record["window_end"])[: self.config.ids_per_step]
         own_story = [record["story_id"]] if record.get("story_id") else []
         story_ids = sorted({story_id for _, story_id in listed if story_id} | set(own_story))

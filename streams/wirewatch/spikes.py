@@ -179,6 +179,11 @@ def negative_binomial_head(count: int, mean: float, shape: float) -> float:
     return _regularized_beta(shape, count + 1, shape / (shape + mean))
 
 
+def _deviation(mean: float, inverse_shape: float) -> float:
+    """The standard deviation of a negative binomial with ``mean`` and 1/shape ``inverse_shape``."""
+    return math.sqrt(mean + mean**2 * inverse_shape)
+
+
 def _score(probability: float) -> float:
     return 300.0 if probability <= 1e-300 else -math.log10(probability)
 
@@ -257,11 +262,12 @@ class TopicHistory:
         }
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "TopicHistory":
+    def from_dict(cls, data: dict | None, *, step: float) -> "TopicHistory":
+        """The history a stored row holds; ``step`` is the window step its counts are kept by."""
         if not data:
             return cls()
         if "recent" in data:
-            return cls._from_mention_list(data)
+            return cls._from_mention_list(data, step)
         anchor, day_counts, day_expected, week_counts, week_expected = data["season"]
         return cls(
             steps={float(start): [count, [list(pair) for pair in ids] if ids else []] for start, count, ids in data["steps"]},
@@ -281,7 +287,7 @@ class TopicHistory:
         )
 
     @classmethod
-    def _from_mention_list(cls, data: dict, step: float = 300.0) -> "TopicHistory":
+    def _from_mention_list(cls, data: dict, step: float) -> "TopicHistory":
         # Rows written before histories were kept as step counts listed every recent mention: they
         # become step counts (none of them folded yet) and the old decayed mass becomes the level.
         history = cls(mass=float(data.get("mass") or 0.0))
@@ -293,6 +299,13 @@ class TopicHistory:
             history.newest = max(history.steps)
             history.folded = min(history.steps) - step
         return history
+
+    @staticmethod
+    def newest_in(data: dict) -> float | None:
+        """The newest step a stored row has seen, without reading the rest of it."""
+        if "recent" in data:
+            return max((float(mention[0]) for mention in data["recent"]), default=None)
+        return data["newest"]
 
     def count_at(self, step_start: float) -> int:
         entry = self.steps.get(step_start)
@@ -457,10 +470,10 @@ class SpikeDetector:
         baseline = self.baseline(history, zipf)
         window = self.window(history, start, baseline)
         inverse_shape = self.inverse_shape(history)
-        # Clip only a baseline that has seen half its memory: before that, the level is still catching up.
+        # Clip and learn only once the baseline has seen half its memory: before that, the level is still catching up.
         settled = history.exposure * config.window_step >= 0.5 * config.decay_time
         if window.expected >= 1.0 and settled:
-            deviation = math.sqrt(window.expected + window.expected**2 * inverse_shape)
+            deviation = _deviation(window.expected, inverse_shape)
             excess = min(abs(window.count - window.expected), config.clip_deviations * deviation)
             estimate = max((excess**2 - window.expected) / window.expected**2, 0.0)
             history.spread = history.spread * self._spread_decay + estimate
@@ -477,7 +490,7 @@ class SpikeDetector:
         count = float(history.count_at(start))
         if settled:
             # One mention more than expected always counts in full: a quiet topic's every mention is above its mean.
-            bound = expected + 1.0 + config.clip_deviations * math.sqrt(expected + expected**2 * inverse_shape)
+            bound = expected + 1.0 + config.clip_deviations * _deviation(expected, inverse_shape)
             count = min(count, bound)
         history.mass = history.mass * self._step_decay + count
         history.exposure = history.exposure * self._step_decay + season
