@@ -217,3 +217,34 @@ def test_kill_usr1_logs_where_each_source_partition_stands(wirewatch_settings, w
     assert raw["position"] == sent.offset + 1, "and the fetcher stands right after it"
     assert raw["paused"] is False and raw["gaps"] == 0
     assert not any("changelog" in name for name in state["partitions"])
+
+
+def test_tail_prints_json_lines_when_piped_and_readable_lines_when_asked(wirewatch_settings, seed_page):
+    briefs = parse_page(seed_page, fetched_at=FETCHED, source="seed").briefs[:3]
+    for brief in briefs:
+        run(produce(wirewatch_settings, wirewatch_settings.topic_briefs, brief.model_dump_json().encode(), key=brief.id.encode()))
+    run(produce(wirewatch_settings, wirewatch_settings.topic_dead_letters, b"\xffnot json"))
+
+    def tail(*options: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "wirewatch", "tail", "--max-records", "4", "--idle-timeout", "20", *options],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.splitlines()
+
+    piped = [orjson.loads(line) for line in tail()]
+    assert sorted(record["key"] for record in piped if record["topic"] == wirewatch_settings.topic_briefs) == sorted(
+        brief.id for brief in briefs
+    )
+    assert {record["value"]["city"] for record in piped if record["topic"] == wirewatch_settings.topic_briefs} == {
+        brief.city for brief in briefs
+    }
+
+    readable = tail("--lines")
+    assert len(readable) == 4
+    assert sum(" brief " in line for line in readable) == 3
+    assert all("\x1b[" not in line for line in readable), "no colour when stdout is not a terminal"
+    for brief in briefs:
+        assert any(brief.city in line and (brief.headline or brief.text)[:20] in line for line in readable)

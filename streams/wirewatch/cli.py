@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,14 +185,34 @@ async def _produce(settings: Settings, records: list[tuple[bytes, bytes, list[tu
 @click.option("--from-beginning/--from-end", default=True, show_default=True)
 @click.option("--max-records", type=int, default=None, help="Stop after this many records.")
 @click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without a record.")
-def tail(topics: tuple[str, ...], from_beginning: bool, max_records: int | None, idle_timeout: float | None) -> None:
-    """Print records of TOPICS (default: briefs, stories, alerts, dead letters) as JSON lines as they arrive."""
+@click.option(
+    "--json/--lines",
+    "as_json",
+    default=None,
+    help="JSON lines, or one readable line per record; default: readable on a terminal, JSON when piped.",
+)
+def tail(
+    topics: tuple[str, ...],
+    from_beginning: bool,
+    max_records: int | None,
+    idle_timeout: float | None,
+    as_json: bool | None,
+) -> None:
+    """Print records of TOPICS (default: briefs, stories, alerts, dead letters) as they arrive."""
     settings = Settings()
-    chosen = list(topics) or [
-        settings.topic_briefs, settings.topic_stories, settings.topic_alerts, settings.topic_dead_letters
-    ]
+    kinds = {
+        settings.topic_briefs: "brief",
+        settings.topic_stories: "story",
+        settings.topic_alerts: "alert",
+        settings.topic_dead_letters: "dead_letter",
+    }
+    chosen = list(topics) or list(kinds)
+    on_terminal = sys.stdout.isatty()
+    if as_json is None:
+        as_json = not on_terminal
+    colour = on_terminal and not as_json and "NO_COLOR" not in os.environ
     try:
-        asyncio.run(_tail(settings, chosen, from_beginning, max_records, idle_timeout))
+        asyncio.run(_tail(settings, chosen, from_beginning, max_records, idle_timeout, kinds, as_json, colour))
     except WirewatchError as error:
         _fail(str(error))
     except KeyboardInterrupt:
@@ -199,16 +220,22 @@ def tail(topics: tuple[str, ...], from_beginning: bool, max_records: int | None,
 
 
 async def _tail(
-    settings: Settings, topics: list[str], from_beginning: bool, max_records: int | None, idle_timeout: float | None
+    settings: Settings,
+    topics: list[str],
+    from_beginning: bool,
+    max_records: int | None,
+    idle_timeout: float | None,
+    kinds: dict[str, str],
+    as_json: bool,
+    colour: bool,
 ) -> None:
-    from aiokafka import AIOKafkaConsumer
+    from . import kafka
+    from .render import human_line
 
-    from .kafka import wait_for_broker
-
-    await wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
-    consumer = AIOKafkaConsumer(
+    await kafka.wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
+    consumer = kafka.consumer(
+        settings,
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
@@ -226,16 +253,22 @@ async def _tail(
                         value = orjson.loads(record.value) if record.value is not None else None
                     except orjson.JSONDecodeError:
                         value = record.value.decode("utf-8", errors="replace")
-                    _write_json_line(
-                        {
-                            "topic": record.topic,
-                            "partition": record.partition,
-                            "offset": record.offset,
-                            "timestamp": datetime.fromtimestamp(record.timestamp / 1000, timezone.utc).isoformat(),
-                            "key": record.key.decode("utf-8", errors="replace") if record.key else None,
-                            "value": value,
-                        }
-                    )
+                    if as_json:
+                        _write_json_line(
+                            {
+                                "topic": record.topic,
+                                "partition": record.partition,
+                                "offset": record.offset,
+                                "timestamp": datetime.fromtimestamp(
+                                    record.timestamp / 1000, timezone.utc
+                                ).isoformat(),
+                                "key": record.key.decode("utf-8", errors="replace") if record.key else None,
+                                "value": value,
+                            }
+                        )
+                    else:
+                        kind = kinds.get(record.topic, "other")
+                        sys.stdout.write(human_line(kind, value, topic=record.topic, colour=colour) + "\n")
                     sys.stdout.flush()
                     seen += 1
     finally:
