@@ -20,7 +20,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
     not (CHROMIUM and CHROMEDRIVER),
     reason="needs Debian's chromium and chromium-driver, which bin/setup --test-tools installs as root",
 )
-def test_the_seed_alert_appears_on_the_desk_page(wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path):
+def test_the_seed_alert_appears_on_the_desk_page_with_its_chart_briefs_and_timeline(wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -46,14 +46,39 @@ def test_the_seed_alert_appears_on_the_desk_page(wirewatch_settings, wirewatch_e
         spikes = []
         while time.monotonic() < deadline:
             spikes = browser.find_elements(By.CSS_SELECTOR, "#spikes .spike")
-            if spikes:
+            if spikes and "4 briefs" in spikes[0].text:
                 break
             time.sleep(0.5)
         browser.set_window_size(1280, 900)
         browser.save_screenshot(str(tmp_path / "desk.png"))
         assert [spike.get_attribute("data-topic") for spike in spikes] == ["greenland"], "updated without a reload"
         assert "4 briefs" in spikes[0].text
-        assert browser.find_elements(By.CSS_SELECTOR, "#alerts [data-topic='greenland']")
+
+        # The spike's chart: a bar per window step, the four Greenland briefs inside the alert's window,
+        # a line for the expected counts, and the moment it was raised.
+        chart = spikes[0].find_element(By.CSS_SELECTOR, "svg.chart")
+        counts = [int(n) for n in chart.get_attribute("data-counts").split(",")]
+        bars = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
+        assert len(bars) == len(counts) > 6
+        assert sum(int(bar.get_attribute("data-count")) for bar in chart.find_elements(By.CSS_SELECTOR, "rect.in-window")) == 4
+        assert chart.find_elements(By.CSS_SELECTOR, "polyline.expected")
+        assert chart.find_elements(By.CSS_SELECTOR, "line.marker")
+
+        # The alert opens to its briefs.
+        alert = browser.find_element(By.CSS_SELECTOR, "#alerts details[data-topic='greenland']")
+        alert.find_element(By.TAG_NAME, "summary").click()
+        listed = alert.find_elements(By.TAG_NAME, "li")
+        assert len(listed) == 4 and all("Groenland" in item.text for item in listed)
+        time.sleep(2.5)  # a refresh keeps it open
+        alert = browser.find_element(By.CSS_SELECTOR, "#alerts details[data-topic='greenland']")
+        assert alert.get_attribute("open") is not None
+
+        # A story's timeline has a tick per brief.
+        greenland = [story for story in browser.find_elements(By.CSS_SELECTOR, "#stories .story") if "Groenland" in story.text]
+        assert greenland
+        size = int(greenland[0].find_element(By.CSS_SELECTOR, ".meta").text.split(" brief")[0])
+        assert size >= 4
+        assert greenland[0].find_element(By.CSS_SELECTOR, "svg.timeline").get_attribute("data-briefs") == str(size)
         stories = browser.find_element(By.ID, "stories").text
         assert "Groenland" in stories
         assert "<marquee onstart=" in stories, "markup from the wire is shown as text"

@@ -9,6 +9,7 @@ from wirewatch.models import ClusterInput
 from wirewatch.parser import parse_page
 from wirewatch.render import human_line
 from wirewatch.settings import Settings
+from wirewatch.spikes import expected_text
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 
@@ -40,7 +41,7 @@ def test_the_seed_story_and_alert_read_as_count_against_expected(seed_page):
     line = human_line("alert", alert.model_dump(mode="json"))
     assert line.startswith(f"{_clock(alert.detected_at)}  ALERT ")
     minutes = round((alert.window_end - alert.window_start) / timedelta(minutes=1))
-    assert f"greenland  {alert.count} in {minutes} min, {alert.baseline:.2f} expected  {alert.severity}" in line
+    assert f"greenland  {alert.count} in {minutes} min, {expected_text(alert.baseline)} expected  {alert.severity}" in line
 
     story = next(update for update in updates if update.id in alert.story_ids and update.brief_count == 4)
     line = human_line("story", story.model_dump(mode="json"))
@@ -62,7 +63,7 @@ def test_a_drop_says_it_fell():
             "detected_at": "2026-01-21T10:30:00+00:00",
         },
     )
-    assert "aapl  fell to 2 in 30 min, 41.5 expected  medium" in line
+    assert "aapl  fell to 2 in 30 min, 42 expected  medium" in line
 
 
 def test_a_dead_letter_names_where_it_came_from_and_why():
@@ -98,3 +99,7 @@ def test_records_of_other_topics_and_odd_values_still_print():
     assert "my.topic" in human_line("other", {"a": 1}, topic="my.topic")
     assert "not json" in human_line("brief", "not json", topic="wire.briefs")
     assert human_line("alert", {"count": "many", "baseline": "x"}).startswith("--:--")
+
+
+def test_expected_counts_read_at_a_precision_that_shows_them():
+    assert [expected_text(v) for v in (41.5, 4.25, 0.257, 0.004)] == ["42", "4.2", "0.26", "< 0.01"]

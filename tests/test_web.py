@@ -51,3 +51,18 @@ def test_desk_keeps_the_latest_revision_and_bounds_everything():
     story = desk.snapshot(now=1010)["stories"][0]
     assert [b["id"] for b in story["briefs"]] == ["b4", "b3"]
     assert len(desk._briefs) == 3
+
+
+def test_alerts_open_to_their_briefs_and_stories_carry_a_timeline():
+    desk = DeskView()
+    times = ["2026-01-21T14:01:00+00:00", "2026-01-21T14:09:00+00:00", "2026-01-21T14:20:00+00:00"]
+    for index, moment in enumerate(times):
+        desk.on_brief({"id": f"b{index}", "city": "NUUK", "text": f"Groenland {index}", "event_time": moment})
+    desk.on_alert({**alert("a", 1), "brief_ids": ["b0", "b2", "unknown"]}, received=1000)
+    desk.on_story({"id": "s1", "brief_count": 4, "brief_ids": ["b2", "gone", "b0", "b1"]}, received=1000)
+    snapshot = desk.snapshot(now=1010)
+    assert [b["id"] for b in snapshot["alerts"][0]["briefs"]] == ["b0", "b2"]
+    assert snapshot["spikes"][0]["briefs"] == snapshot["alerts"][0]["briefs"]
+    story = snapshot["stories"][0]
+    assert story["timeline"] == times
+    assert [b["id"] for b in story["briefs"]] == ["b1", "b0", "b2"]

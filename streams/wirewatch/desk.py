@@ -2,7 +2,10 @@
 
 :class:`DeskView` keeps a bounded picture built from the records of the
 stories, alerts and briefs topics (every partition, whichever worker owns
-them), so every worker's page shows the whole desk. Pure Python.
+them), so every worker's page shows the whole desk. A spike carries its
+topic's counts per step (the alert's ``series``) for its chart; a story, the
+event times of its briefs for its timeline; an alert, the briefs it lists.
+Pure Python.
 """
 
 from __future__ import annotations
@@ -50,21 +53,33 @@ class DeskView:
 
     def on_brief(self, brief: dict) -> None:
         self._briefs[brief["id"]] = {
-            key: brief.get(key) for key in ("id", "city", "agencies", "headline", "text", "published_at", "source")
+            key: brief.get(key)
+            for key in ("id", "city", "agencies", "headline", "text", "published_at", "event_time", "source")
         }
         self._briefs.move_to_end(brief["id"])
         while len(self._briefs) > self.max_briefs:
             self._briefs.popitem(last=False)
 
-    def snapshot(self, now: float | None = None, *, stories: int = 10, briefs_per_story: int = 5) -> dict:
-        """The page's data; times in 'received' are when this worker read the record."""
+    def snapshot(
+        self, now: float | None = None, *, stories: int = 10, briefs_per_story: int = 5, alerts: int = 20
+    ) -> dict:
+        """The page's data, newest first.
+
+        A story's ``briefs`` are its newest known briefs, ``timeline`` the
+        event times of all its known briefs (oldest first); an alert's
+        ``briefs`` are the known ones of its ``brief_ids``.
+        """
         now = time.time() if now is None else now
-        alerts = list(reversed(self._alerts.values()))
-        spikes = [a for a in alerts if now - self._received[a["id"]] <= self.spike_seconds]
+        recent = [self._with_briefs(alert) for alert in reversed(self._alerts.values())]
+        spikes = [a for a in recent if now - self._received[a["id"]] <= self.spike_seconds]
         active = [s for s in self._stories.values() if now - self._received[s["id"]] <= self.story_seconds]
         active.sort(key=lambda s: (-s["brief_count"], s["id"]))
         shown = []
         for story in active[:stories]:
-            members = [self._briefs[i] for i in reversed(story["brief_ids"]) if i in self._briefs][:briefs_per_story]
-            shown.append({**story, "briefs": members})
-        return {"spikes": spikes, "stories": shown, "alerts": alerts[:20], "generated_at": now}
+            known = [self._briefs[i] for i in story["brief_ids"] if i in self._briefs]
+            timeline = sorted(b["event_time"] for b in known if b.get("event_time"))
+            shown.append({**story, "briefs": known[::-1][:briefs_per_story], "timeline": timeline})
+        return {"spikes": spikes, "stories": shown, "alerts": recent[:alerts], "generated_at": now}
+
+    def _with_briefs(self, alert: dict) -> dict:
+        return {**alert, "briefs": [self._briefs[i] for i in alert.get("brief_ids", ()) if i in self._briefs]}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .clustering import ClusterConfig, Clusterer, heaviest
-from .models import Alert, ClusterInput, Story
+from .models import Alert, ClusterInput, CountSeries, Story
 from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
@@ -265,7 +265,7 @@ class SpikeTracker:
                 if evaluation.direction == RISE:
                     fresh.append(evaluation)
                 elif evaluation.direction == DROP:
-                    touched.append(self._raise_drop(evaluation, timestamp))
+                    touched.append(self._raise_drop(evaluation, timestamp, language))
             elif (
                 record.get("covered_by") is None
                 and record.get("direction", RISE) == RISE
@@ -300,17 +300,21 @@ class SpikeTracker:
             return owner_topic
         fresh = sorted(fresh, key=lambda e: (-e.score, topic_zipf(e.topic, language), e.topic))
         lead, others = fresh[0], fresh[1:]
-        self.state.alerts[lead.topic] = self._record(lead, timestamp, sorted(e.topic for e in others), story_id)
+        related = sorted(e.topic for e in others)
+        self.state.alerts[lead.topic] = self._record(lead, timestamp, related, story_id, topic_zipf(lead.topic, language))
         self._cover([e.topic for e in others], lead.topic, timestamp)
         self.state.alerts[f"story:{story_id}"] = {"topic": lead.topic, "raised_at": timestamp}
         return lead.topic
 
-    def _raise_drop(self, evaluation: Evaluation, timestamp: float) -> str:
+    def _raise_drop(self, evaluation: Evaluation, timestamp: float, language: str | None) -> str:
         """A topic gone quiet stands alone: no story, no related topics."""
-        self.state.alerts[evaluation.topic] = self._record(evaluation, timestamp, [], None)
+        zipf = topic_zipf(evaluation.topic, language)
+        self.state.alerts[evaluation.topic] = self._record(evaluation, timestamp, [], None, zipf)
         return evaluation.topic
 
-    def _record(self, evaluation: Evaluation, timestamp: float, related: list[str], story_id: str | None) -> dict:
+    def _record(
+        self, evaluation: Evaluation, timestamp: float, related: list[str], story_id: str | None, zipf: float
+    ) -> dict:
         return {
             "id": alert_id(evaluation.topic, evaluation.window_start, 0, evaluation.direction),
             "raised_at": timestamp,
@@ -326,6 +330,7 @@ class SpikeTracker:
             "reason": evaluation.reason,
             "related": related,
             "story_id": story_id,
+            "zipf": zipf,
         }
 
     def _cover(self, topics: list[str], owner: str, timestamp: float) -> None:
@@ -385,6 +390,17 @@ class SpikeTracker:
             brief_ids=[brief_id for brief_id, _ in listed],
             samples=story["samples"] if story else [],
             detected_at=_utc(timestamp),
+            series=self._series(history, timestamp, record.get("zipf", topic_zipf(topic, None))),
+        )
+
+    def _series(self, history: TopicHistory, timestamp: float, zipf: float) -> CountSeries:
+        since = self.state.stream.get("observed_since", timestamp)
+        first, counts, expected = self.detector.recent_steps(history, timestamp, zipf, since=since)
+        return CountSeries(
+            start=_utc(first),
+            step_seconds=self.config.window_step,
+            counts=counts,
+            expected=[round(value, 4) for value in expected],
         )
 
 

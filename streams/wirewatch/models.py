@@ -16,6 +16,7 @@ __all__ = [
     "Brief",
     "DeadLetter",
     "ClusterInput",
+    "CountSeries",
     "Story",
     "Alert",
     "BriefKind",
@@ -157,6 +158,17 @@ class Story(BaseModel):
 Severity = Literal["medium", "high", "critical"]
 
 
+class CountSeries(BaseModel):
+    """A topic's briefs per window step over the last hours, beside what its baseline expects of each step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: AwareDatetime = Field(description="Start of the first step.")
+    step_seconds: float = Field(gt=0)
+    counts: list[int] = Field(description="Briefs naming the topic in each step, oldest first.")
+    expected: list[float] = Field(description="The expected count of each step at its hour.")
+
+
 class Alert(BaseModel):
     """A topic spiking in an event-time window."""
 
@@ -182,6 +194,9 @@ class Alert(BaseModel):
     brief_ids: list[str] = Field(description="The first briefs of the window (at most 10 of count), oldest first.")
     samples: list[str] = Field(description="A few texts of the spiking story.")
     detected_at: AwareDatetime = Field(description="Event time of the brief that raised or revised it.")
+    series: CountSeries | None = Field(
+        None, description="The topic's counts per step up to the brief that raised or revised it, for a chart."
+    )
 
 
 TOPIC_MODELS: dict[str, type[BaseModel]] = {

@@ -7,7 +7,7 @@ machine's time zone, then a fixed-width kind, then what a desk needs first:
 
     23:20  brief  KRUININGEN     Dijk bij Kruiningen houdt stand na nacht vol noodreparaties
     23:20  story  westerschelde · scheldestromen · kr…   4 briefs  +1  Rijkswaterstaat sluit de …
-    23:20  ALERT  westerschelde  4 in 30 min, 0.04 expected  high  (revision 2)
+    23:20  ALERT  westerschelde  4 in 30 min, < 0.01 expected  high  (revision 2)
     23:25  dead   wire.raw 1/2  invalid_envelope: the envelope is invalid: fetched_at: …
 
 Wire text is shown as text: control characters are replaced, so a hostile
@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
+
+from .spikes import expected_text
 
 __all__ = ["RecordKind", "human_line"]
 
@@ -77,7 +79,7 @@ def _alert(value: dict) -> tuple[str, str]:
     topic = _clean(value.get("topic", ""), 24)
     span = _minutes(value.get("window_start"), value.get("window_end"))
     count, expected = value.get("count", 0), float(value.get("baseline") or 0.0)
-    what = f"{count} in {span}, {expected:.2f} expected" if expected < 1 else f"{count} in {span}, {expected:.1f} expected"
+    what = f"{count} in {span}, {expected_text(expected)} expected"
     if value.get("direction") == "drop":
         what = f"fell to {what}"
     revision = value.get("revision", 1)

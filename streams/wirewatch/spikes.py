@@ -75,6 +75,7 @@ __all__ = [
     "negative_binomial_tail",
     "negative_binomial_head",
     "surprise",
+    "expected_text",
     "SpikeDetector",
 ]
 
@@ -194,6 +195,15 @@ def surprise(count: int, mean: float, shape: float) -> float:
 
 
 _SLOTS_PER_DAY, _SLOTS_PER_WEEK = 48, 7 * 48
+
+
+def expected_text(value: float) -> str:
+    """An expected count for people: whole above 10, two decimals below 1, and a tiny one as "< 0.01"."""
+    if value >= 10:
+        return f"{value:.0f}"
+    if value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if value >= 0.01 else "< 0.01"
 
 
 def _season_slots(timestamp: float) -> tuple[int, int]:
@@ -398,6 +408,22 @@ class SpikeDetector:
             for k in range(size)
         ]
 
+    def recent_steps(
+        self, history: TopicHistory, last: float, zipf: float, *, since: float
+    ) -> tuple[float, list[int], list[float]]:
+        """The topic's count and expected count per step, up to the step of ``last``, as far back as it keeps.
+
+        Returns (start of the first step, counts, expected counts); steps
+        before ``since`` (when the stream was first observed) are left out.
+        The expectations are today's baseline at each step's hour.
+        """
+        config = self.config
+        end = self.step_of(last)
+        first = max(end - config.window_retention + config.window_step, self.step_of(since))
+        starts = [first + k * config.window_step for k in range(int((end - first) // config.window_step) + 1)]
+        baseline = self.baseline(history, zipf)
+        return first, [history.count_at(start) for start in starts], [baseline.level * baseline.factor(start) for start in starts]
+
     # -- learning --------------------------------------------------------------------------------
 
     def add(
@@ -575,11 +601,11 @@ class SpikeDetector:
             ratio = window.count / window.expected if window.expected > 0 else float("inf")
             times = f"{ratio:.1f}×" if ratio < 1000 else "over 1000×"
             return (
-                f"{window.count} in {minutes} min against {window.expected:.1f} expected at this hour ({times}); "
+                f"{window.count} in {minutes} min against {expected_text(window.expected)} expected at this hour ({times}); "
                 f"{chance}, above this topic's recent range"
             )
         return (
-            f"only {window.count} in {minutes} min against {window.expected:.1f} expected at this hour; "
+            f"only {window.count} in {minutes} min against {expected_text(window.expected)} expected at this hour; "
             f"{chance}, below this topic's recent range"
         )
 
