@@ -179,6 +179,32 @@ class TestWindows:
         with pytest.raises(ValueError, match="whole number"):
             HoppingWindows(1000, 300)
 
+    def test_fractional_seconds_are_refused_as_faust_would_mislay_them(self, monkeypatch):
+        from faust.windows import HoppingWindow
+
+        with pytest.raises(ValueError, match="whole seconds"):
+            HoppingWindows(1.0, 0.5)
+        with pytest.raises(ValueError, match="whole seconds"):
+            HoppingWindows(603.0, 100.5)
+        # What the check guards against: Faust's own ranges step by int(step).
+        with pytest.raises(ValueError):
+            HoppingWindow(1.0, 0.5).ranges(10.0)
+        starts = [start for start, _ in HoppingWindow(603.0, 100.5).ranges(1000.0)]
+        assert {b - a for a, b in zip(starts, starts[1:])} == {100.0}, "windows 100 s apart, not 100.5"
+        monkeypatch.setenv("WIREWATCH_WINDOW_STEP_SECONDS", "100.5")
+        monkeypatch.setenv("WIREWATCH_WINDOW_SIZE_SECONDS", "603")
+        from wirewatch.settings import Settings
+
+        with pytest.raises(ValueError, match="whole seconds"):
+            Settings()
+
+    def test_whole_second_windows_match_faust(self):
+        from faust.windows import HoppingWindow
+
+        for size, step in ((1800, 300), (600, 600), (90, 30)):
+            for timestamp in (T0, T0 + 299.9, T0 + 1234.5):
+                assert HoppingWindows(size, step).ranges(timestamp) == HoppingWindow(size, step).ranges(timestamp)
+
     def test_a_window_is_the_sum_of_its_step_buckets(self):
         # What the worker's windowed tables rely on: one tumbling bucket per step.
         windows = HoppingWindows(1800, 300)

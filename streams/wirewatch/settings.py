@@ -178,7 +178,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _windows_are_whole_steps(self) -> "Settings":
-        # Windows are counted as sums of step-long buckets.
+        # Windows are counted as sums of step-long buckets of whole seconds (see HoppingWindows).
+        if self.window_step_seconds != int(self.window_step_seconds) or self.window_size_seconds != int(
+            self.window_size_seconds
+        ):
+            raise ValueError("WIREWATCH_WINDOW_SIZE_SECONDS and WIREWATCH_WINDOW_STEP_SECONDS must be whole seconds")
         if self.window_size_seconds < self.window_step_seconds or self.window_size_seconds % self.window_step_seconds:
             raise ValueError("WIREWATCH_WINDOW_SIZE_SECONDS must be a whole number of WIREWATCH_WINDOW_STEP_SECONDS")
         return self

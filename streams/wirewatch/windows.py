@@ -26,6 +26,10 @@ class HoppingWindows:
     step: float
 
     def __post_init__(self) -> None:
+        # Faust's HoppingWindow builds its ranges with range(int(start), ..., int(step)): a fractional
+        # step would raise (0.5 s) or give windows that do not line up with its buckets (100.5 s).
+        if self.step != int(self.step) or self.size != int(self.size):
+            raise ValueError("window size and step must be whole seconds, as Faust's windows count them")
         if self.step <= 0 or self.size < self.step:
             raise ValueError("window step must be positive and no larger than the window size")
         if self.size % self.step:
