@@ -244,6 +244,12 @@ def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaki
     records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
     assert len({r.key for r in records}) == 8
     assert local_broker.sasl_password not in worker.log()
+    tailed = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "tail", wirewatch_settings.topic_briefs, "--max-records", "8", "--json"],
+        env={**os.environ, **sasl}, capture_output=True, timeout=60,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    assert {orjson.loads(line)["key"].encode() for line in tailed.stdout.splitlines()} == {r.key for r in records}
 
     plain = {**sasl, "WIREWATCH_KAFKA_SASL_MECHANISM": "PLAIN"}
     over_plain = subprocess.run(
