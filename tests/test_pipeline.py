@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief
 from wirewatch.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
-from wirewatch.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, split_record
+from wirewatch.models import DeadLetter
+from wirewatch.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, read_brief, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 NOW = STAMP + timedelta(minutes=1)
@@ -281,3 +282,19 @@ def test_a_partition_behind_without_progress_is_stalled_after_the_set_time():
     assert watch.observe(110, {raw: 12}, {raw: 12}) == set() and watch.stalled == set()  # caught up
     idle = ("wire.raw", 1)
     assert watch.observe(500, {idle: 3}, {idle: 3}) == set()  # nothing waiting is never stalled
+
+
+def test_a_brief_written_by_a_newer_version_is_read_and_a_broken_one_is_dead_lettered(seed_page):
+    brief = parse_page(seed_page, fetched_at=datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc), source="seed").briefs[0]
+    newer = orjson.dumps({**brief.model_dump(mode="json"), "sentiment": 0.4})
+    with pytest.raises(ValueError):
+        Brief.model_validate_json(newer)  # the model itself refuses fields it does not know
+    assert read_brief(RawRecord(newer, topic="candidates"), max_original_bytes=100) == brief
+
+    broken = orjson.dumps({**brief.model_dump(mode="json"), "event_time": "yesterday", "sentiment": 0.4})
+    for value, problem in ((broken, "event_time"), (b"[1, 2]", "the record"), (b"{not json", "the record"), (None, "")):
+        letter = read_brief(RawRecord(value, topic="candidates", partition=2, offset=9), max_original_bytes=100)
+        assert isinstance(letter, DeadLetter), value
+        assert letter.reason == "invalid_brief"
+        assert letter.message.startswith("not a brief this version can read (") and problem in letter.message
+        assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("candidates", 2, 9)

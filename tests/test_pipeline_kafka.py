@@ -99,6 +99,39 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_goes_on(
     assert worker.process.poll() is None, "the worker is still running"
 
 
+def test_internal_records_of_a_newer_version_flow_on_and_broken_ones_are_dead_lettered(
+    wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    worker = start_worker(wirewatch_env)
+    world = parse_page(WORLD_PAGE.read_text(encoding="utf-8"), fetched_at=FETCHED, source="world").briefs[0]
+    # A newer wirewatch, mid rolling upgrade, writes candidates with a field this version does not know.
+    newer = orjson.dumps({**world.model_dump(mode="json"), "sentiment": 0.4})
+    broken = orjson.dumps({**world.model_dump(mode="json"), "id": "f" * 20, "event_time": "yesterday"})
+    run(produce(wirewatch_settings, wirewatch_settings.topic_candidates, newer, key=world.id.encode()))
+    bad_candidate = run(produce(wirewatch_settings, wirewatch_settings.topic_candidates, broken, key=b"f" * 20))
+    bad_input = run(produce(wirewatch_settings, wirewatch_settings.topic_story_input, b'{"id": 7}', key=b"stories"))
+    envelope = {"source": "seed", "fetched_at": FETCHED.isoformat(), "body": seed_page}
+    run(produce(wirewatch_settings, wirewatch_settings.topic_raw, orjson.dumps(envelope), key=b"seed"))
+
+    briefs = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=9))
+    run(wait_until_drained(wirewatch_settings, wirewatch_settings.stage_topics()))
+    assert len(briefs) == 9
+    passed_on = [record for record in briefs if record.key == world.id.encode()]
+    assert [orjson.loads(record.value)["sentiment"] for record in passed_on] == [0.4], "passed on unchanged"
+    stories = run(read_topic(wirewatch_settings, wirewatch_settings.topic_stories, at_least=9))
+    assert world.id in {orjson.loads(record.value)["brief_id"] for record in stories}
+
+    letters = [DeadLetter.model_validate_json(r.value) for r in run(read_topic(wirewatch_settings, wirewatch_settings.topic_dead_letters, at_least=2))]
+    assert {(letter.reason, letter.source_topic, letter.source_offset) for letter in letters} == {
+        ("invalid_brief", wirewatch_settings.topic_candidates, bad_candidate.offset),
+        ("invalid_brief", wirewatch_settings.topic_story_input, bad_input.offset),
+    }
+    assert any("event_time" in letter.message for letter in letters)
+    found = scrape_metrics(int(wirewatch_env["WIREWATCH_WEB_PORT"]))
+    assert metric_total(found, "wirewatch_dead_letters_total", reason="invalid_brief") == 2
+    assert worker.process.poll() is None, "the worker is still running"
+
+
 def test_a_bare_page_takes_source_from_its_header_and_time_from_its_record(
     wirewatch_settings, wirewatch_env, start_worker, seed_page
 ):

@@ -64,9 +64,9 @@ from .desk import DeskView
 from .engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
 from .kafka import TopicSpec
 from .metrics import Metrics
-from .models import Brief, ClusterInput
+from .models import Brief, ClusterInput, DeadLetter
 from .ordering import Admission, OffsetOrder
-from .pipeline import FirstSightings, RawRecord, RecentIds, bare_page_source, dead_letter, split_record
+from .pipeline import FirstSightings, RawRecord, RecentIds, bare_page_source, dead_letter, read_brief, split_record
 from .progress import StallWatch
 from .settings import Settings
 from .web import WirewatchWeb, add_views
@@ -454,10 +454,18 @@ class _Topics:
     alerts: TopicT
 
 
+def _dead_letter_publisher(metrics: Metrics, topic: TopicT):
+    async def publish_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+        metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
+        await topic.send(key=key, value=letter.model_dump_json().encode(), force=True)
+
+    return publish_dead_letter
+
+
 def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, topics: _Topics) -> dict[str, TableT]:
     """raw → brief candidates → briefs: the agents ``split_pages`` and ``deduplicate_briefs``; returns their tables."""
     raw_topic, candidates_topic, briefs_topic = topics.raw, topics.candidates, topics.briefs
-    dead_letter_topic, story_input_topic = topics.dead_letters, topics.story_input
+    story_input_topic = topics.story_input
     first_seen = app.Table(
         "brief-first-seen",
         key_type=str,
@@ -466,9 +474,7 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
     )
     sightings = FirstSightings(first_seen, settings.brief_id_retention_seconds)
 
-    async def publish_dead_letter(letter, key: bytes | None) -> None:
-        metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
-        await dead_letter_topic.send(key=key, value=letter.model_dump_json().encode(), force=True)
+    publish_dead_letter = _dead_letter_publisher(metrics, topics.dead_letters)
 
     # Snapshots of a page repeat most of its briefs. An id this worker has
     # forwarded is on its way to the table already (the producer is flushed
@@ -542,13 +548,16 @@ def _declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, 
         is published again (at least once), never dropped.
         """
         async for event in stream.events():
-            brief = Brief.model_validate_json(event.value)
-            first = sightings.sight(event.key.decode(), partition=event.message.partition,
+            brief = read_brief(_raw_record(event), max_original_bytes=settings.dead_letter_max_original_bytes)
+            if isinstance(brief, DeadLetter):
+                await publish_dead_letter(brief, event.key)
+                continue
+            first = sightings.sight(brief.id, partition=event.message.partition,
                                     offset=event.message.offset, fetched_at=brief.fetched_at.timestamp())
             if not first:
                 metrics.duplicate_briefs.labels("deduplicate").inc()
                 continue
-            await briefs_topic.send(key=event.key, value=event.value, timestamp=event.message.timestamp, force=True)
+            await briefs_topic.send(key=brief.id.encode(), value=event.value, timestamp=event.message.timestamp, force=True)
             await story_input_topic.send(
                 key=STORY_SHARD_KEY, value=event.value, timestamp=event.message.timestamp, force=True
             )
@@ -602,6 +611,8 @@ def _declare_story_stage(
     )
     held = [state.stories, state.topic_history, state.alerts, state.stream, state.story_counts]
     engine = create_engine(settings, state)
+    publish_dead_letter = _dead_letter_publisher(metrics, topics.dead_letters)
+    max_original_bytes = settings.dead_letter_max_original_bytes
 
     @app.agent(story_input_topic, name="track_stories")
     async def track_stories(stream: faust.StreamT) -> None:
@@ -610,8 +621,12 @@ def _declare_story_stage(
             # Briefs of one page reach this partition from several candidate
             # partitions in any interleaving; sorting each short batch by event
             # time gives the engine the same order however they interleaved.
+            read = [(read_brief(_raw_record(event), max_original_bytes=max_original_bytes), event) for event in events]
+            for letter, event in read:
+                if isinstance(letter, DeadLetter):
+                    await publish_dead_letter(letter, event.key)
             batch = sorted(
-                ((Brief.model_validate_json(event.value), event) for event in events),
+                ((brief, event) for brief, event in read if isinstance(brief, Brief)),
                 key=lambda item: (item[0].event_time, item[0].id),
             )
             applied = []

@@ -7,6 +7,8 @@ what the offline command prints is what the worker publishes.
 from __future__ import annotations
 
 import base64
+
+import orjson
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from .models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
-           "bare_page_source", "RecentIds", "FirstSightings"]
+           "bare_page_source", "read_brief", "RecentIds", "FirstSightings"]
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,41 @@ def dead_letter(
         rejected_count=rejected_count,
         failed_at=datetime.now(timezone.utc),
     )
+
+
+def read_brief(record: RawRecord, *, max_original_bytes: int) -> Brief | DeadLetter:
+    """The brief an internal topic's record carries, or a dead letter saying why it carries none.
+
+    A reader that knows fewer fields than the writer ignores the others: during
+    a rolling upgrade, a worker of the older version reads briefs that a newer
+    one wrote with a field it adds, and passes the record on unchanged. Only a
+    record whose known fields break the schema (or that is not a JSON object)
+    is dead-lettered, as ``invalid_brief``.
+    """
+    try:
+        return Brief.model_validate_json(record.value or b"")
+    except ValidationError as error:
+        if any(problem["type"] != "extra_forbidden" for problem in error.errors()):
+            return _unreadable_brief(record, _first_problem(error), max_original_bytes)
+    try:
+        # An object whose only problem was its extra fields; orjson's limits differ from pydantic's, hence the guard.
+        document = orjson.loads(record.value)
+        return Brief.model_validate({name: value for name, value in document.items() if name in Brief.model_fields})
+    except orjson.JSONDecodeError as error:
+        return _unreadable_brief(record, f"the record: {error}", max_original_bytes)
+    except ValidationError as error:
+        return _unreadable_brief(record, _first_problem(error), max_original_bytes)
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "the record"
+    return f"{where}: {problem['msg']}"
+
+
+def _unreadable_brief(record: RawRecord, problem: str, max_original_bytes: int) -> DeadLetter:
+    message = f"not a brief this version can read ({problem})"
+    return dead_letter(record, "invalid_brief", message, max_original_bytes=max_original_bytes)
 
 
 class RecentIds:
