@@ -75,3 +75,53 @@ async def _describe(settings: Settings, names: list[str]):
         for _code, _message, _type, name, entries in response.resources:
             configs[name] = {entry[0]: entry[1] for entry in entries}
     return described, configs
+
+
+def test_the_offset_reader_keeps_its_connections_and_reconnects_after_a_failure(wirewatch_settings):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaConnectionError
+
+    from kafka_helpers import produce
+    from wirewatch.kafka import OffsetReader
+
+    topic, group = wirewatch_settings.topic_raw, f"{wirewatch_settings.app_id}-reader"
+    for _ in range(3):
+        run(produce(wirewatch_settings, topic, b"page", key=b"one"))
+    partition = run(produce(wirewatch_settings, topic, b"page", key=b"one")).partition
+
+    async def commit(offset: int) -> None:
+        client = AIOKafkaConsumer(bootstrap_servers=wirewatch_settings.bootstrap_servers, group_id=group,
+                                  enable_auto_commit=False)
+        await client.start()
+        try:
+            client.assign([TopicPartition(topic, partition)])
+            await client.commit({TopicPartition(topic, partition): offset})
+        finally:
+            await client.stop()
+
+    async def readings() -> list:
+        reader = OffsetReader(wirewatch_settings, group)
+        try:
+            await commit(1)
+            taken = [await reader.read([(topic, partition)])]
+            await commit(3)
+            taken.append(await reader.read([(topic, partition)]))
+            connected_once = reader.connections
+
+            async def broken(partitions):
+                raise KafkaConnectionError("the connection broke")
+
+            reader._consumer.end_offsets = broken
+            with pytest.raises(KafkaConnectionError):
+                await reader.read([(topic, partition)])
+            taken.append(await reader.read([(topic, partition)]))
+            return taken + [connected_once, reader.connections]
+        finally:
+            await reader.close()
+
+    first, second, after_failure, connected_once, connections = run(readings())
+    assert first == ({(topic, partition): 4}, {(topic, partition): 1})
+    assert second == ({(topic, partition): 4}, {(topic, partition): 3})
+    assert after_failure == second
+    assert connected_once == 1, "two readings, one connection"
+    assert connections == 2

@@ -57,6 +57,15 @@ def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env
     assert metric_total(found, "wirewatch_build_info") == 1
     for (name, labels), _ in found.items():
         assert not any(key in ("id", "brief_id", "story_id", "alert_id") for key, _ in labels), name
+    # The lag reading covers every partition of the source topics, and everything is committed.
+    deadline = time.monotonic() + 30
+    while True:
+        lags = {labels: value for (name, labels), value in scrape_metrics(port).items()
+                if name == "wirewatch_consumer_lag_records"}
+        if len(lags) == 3 * 3 and not any(lags.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lags) == 3 * 3 and sum(lags.values()) == 0, lags
 
     # The desk page and its data answer on the same port.
     status, page = get(port, "/")

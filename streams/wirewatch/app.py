@@ -62,7 +62,7 @@ from mode.utils.times import want_seconds
 
 from .desk import DeskView
 from .engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
-from .kafka import TopicSpec
+from .kafka import OffsetReader, TopicSpec
 from .metrics import Metrics
 from .models import Brief, ClusterInput, DeadLetter
 from .ordering import Admission, OffsetOrder
@@ -764,23 +764,22 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     stalls = StallWatch(settings.stall_seconds)
     stuck = StallWatch(2 * settings.stall_seconds)
 
+    offsets = OffsetReader(settings, settings.group_id)
+
+    @app.on_before_shutdown.connect
+    async def close_offset_reader(sender, **kwargs) -> None:
+        await offsets.close()
+
     @app.timer(settings.consumer_lag_interval_seconds)
     async def measure_consumer_lag() -> None:
-        """Lag of each assigned source partition: its end offset minus the group's committed offset.
-
-        Asked of the cluster on separate connections: calls into Faust's own
-        consumer thread from a timer could land in the middle of a rebalance.
-        """
-        from .kafka import end_offsets, committed_offsets
-
+        """Lag of each assigned source partition (its end offset minus the group's committed offset), then stalls."""
         # Only the topics agents consume are committed; changelog partitions are read, never committed.
         assigned = [(tp.topic, tp.partition) for tp in app.consumer.assigned(source_topics)]
         if not assigned:
             metrics.set_consumer_lag({})
             return
         try:
-            ends = await end_offsets(settings, assigned)
-            committed = await committed_offsets(settings, settings.group_id)
+            ends, committed = await offsets.read(assigned)
         except (KafkaError, OSError) as error:
             # An exception escaping a Faust timer stops the whole worker; a missed
             # reading while the cluster is away does not matter.
@@ -792,21 +791,24 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         newly_stuck = stuck.observe(now, ends, committed)
         metrics.stalled_partitions.set(len(stalls.stalled))
         if newly_stalled:
-            try:
-                state = flow_state(app, newly_stalled)
-            except Exception as error:  # a diagnostic must not take the worker down
-                state = {"unavailable": repr(error)}
-            log.warning(
-                "no progress for %.0f s on %s although records wait; fetching them again from the committed "
-                "offsets. Consumer flow: %s",
-                settings.stall_seconds, sorted(newly_stalled), state,
-            )
-            # This has ended most stalls seen so far (a fetcher past dropped records, a commit held up by
-            # offsets never acked), though not every one: those the liveness restart ends.
-            for topic, partition in sorted(newly_stalled):
-                await app.consumer.seek(TopicPartition(topic, partition), committed.get((topic, partition), 0))
+            await fetch_stalled_again(newly_stalled, committed)
         if newly_stuck:
             log.warning("still no progress on %s after fetching again; /health now says 503", sorted(newly_stuck))
+
+    async def fetch_stalled_again(partitions: set[tuple[str, int]], committed: dict[tuple[str, int], int]) -> None:
+        try:
+            state = flow_state(app, partitions)
+        except Exception as error:  # a diagnostic must not take the worker down
+            state = {"unavailable": repr(error)}
+        log.warning(
+            "no progress for %.0f s on %s although records wait; fetching them again from the committed "
+            "offsets. Consumer flow: %s",
+            settings.stall_seconds, sorted(partitions), state,
+        )
+        # This has ended most stalls seen so far (a fetcher past dropped records, a commit held up by
+        # offsets never acked), though not every one: those the liveness restart ends.
+        for topic, partition in sorted(partitions):
+            await app.consumer.seek(TopicPartition(topic, partition), committed.get((topic, partition), 0))
 
     stranded = StallWatch(settings.stranded_seconds)
 

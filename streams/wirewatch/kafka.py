@@ -24,8 +24,7 @@ __all__ = [
     "external_topics",
     "producer",
     "admin_client",
-    "committed_offsets",
-    "end_offsets",
+    "OffsetReader",
     "follow_topics",
 ]
 
@@ -172,26 +171,55 @@ def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     )
 
 
-async def committed_offsets(settings: Settings, group_id: str) -> dict[tuple[str, int], int]:
-    """(topic, partition) → the offset ``group_id`` has committed."""
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group_id)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+class OffsetReader:
+    """End offsets of partitions and a consumer group's committed offsets, on connections kept open.
 
+    Separate from Faust's consumer: calls into its thread from a timer could
+    land in the middle of a rebalance. One admin client and one group-less
+    consumer serve every reading; after a failed reading both are closed, and
+    the next one connects afresh.
+    """
 
-async def end_offsets(settings: Settings, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """(topic, partition) → its end offset, read on a connection of its own."""
-    client = consumer(settings, enable_auto_commit=False, group_id=None)
-    await client.start()
-    try:
-        ends = await client.end_offsets([TopicPartition(topic, partition) for topic, partition in partitions])
-    finally:
-        await client.stop()
-    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    def __init__(self, settings: Settings, group_id: str) -> None:
+        self.settings, self.group_id = settings, group_id
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        #: How many times the reader has connected; stays 1 while the cluster answers.
+        self.connections = 0
+
+    async def read(
+        self, partitions: list[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """(end offset of each of ``partitions``, the group's committed offset of every partition it has committed)."""
+        try:
+            if self._admin is None or self._consumer is None:
+                await self._connect()
+            ends = await self._consumer.end_offsets([TopicPartition(topic, partition) for topic, partition in partitions])
+            committed = await self._admin.list_consumer_group_offsets(self.group_id)
+        except BaseException:
+            await self.close()
+            raise
+        return (
+            {(tp.topic, tp.partition): offset for tp, offset in ends.items()},
+            {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items() if meta.offset >= 0},
+        )
+
+    async def _connect(self) -> None:
+        self.connections += 1
+        self._admin = admin_client(self.settings)
+        self._consumer = consumer(self.settings, enable_auto_commit=False, group_id=None)
+        await self._admin.start()
+        await self._consumer.start()
+
+    async def close(self) -> None:
+        admin, client = self._admin, self._consumer
+        self._admin = self._consumer = None
+        for closing in (client.stop() if client else None, admin.close() if admin else None):
+            if closing is not None:
+                try:
+                    await closing
+                except (KafkaError, OSError) as error:
+                    log.debug("closing the offset reader: %s", error)
 
 
 async def follow_topics(
