@@ -208,8 +208,9 @@ def expected_text(value: float) -> str:
 
 def _season_slots(timestamp: float) -> tuple[int, int]:
     """The UTC half hour of the day and of the week (from Monday 00:00) of ``timestamp``."""
-    weekday = (int(timestamp // 86400) + 3) % 7  # 1 January 1970 was a Thursday
-    return int(timestamp % 86400 // 1800), weekday * 48 + int(timestamp % 86400 // 1800)
+    half_hours = int(timestamp // 1800)
+    # 1 January 1970 was a Thursday: three days, 144 half hours, after a Monday.
+    return half_hours % _SLOTS_PER_DAY, (half_hours + 3 * _SLOTS_PER_DAY) % _SLOTS_PER_WEEK
 
 
 @dataclass(frozen=True)
@@ -345,15 +346,22 @@ class Baseline:
     scale: float
     prior: float
     step: float
+    #: Half hour of the week → its factor, worked out once; folding shares it across steps (see ``advance``).
+    factors: dict[int, float] = field(default_factory=dict, compare=False)
 
     def factor(self, step_start: float) -> float:
         history = self.history
         if not history.day_counts:
             return 1.0
         of_day, of_week = _season_slots(step_start)
+        known = self.factors.get(of_week)
+        if known is not None:
+            return known
         scale, prior = self.scale, self.prior
         daily = (history.day_counts[of_day] * scale + prior) / (history.day_expected[of_day] * scale + prior)
-        return (history.week_counts[of_week] * scale + prior * daily) / (history.week_expected[of_week] * scale + prior)
+        value = (history.week_counts[of_week] * scale + prior * daily) / (history.week_expected[of_week] * scale + prior)
+        self.factors[of_week] = value
+        return value
 
     def expected(self, start: float, steps: int) -> float:
         return self.level * sum(self.factor(start + k * self.step) for k in range(steps))
@@ -372,14 +380,14 @@ class SpikeDetector:
         step = self.config.window_step
         return (timestamp // step) * step
 
-    def baseline(self, history: TopicHistory, zipf: float) -> Baseline:
+    def baseline(self, history: TopicHistory, zipf: float, factors: dict[int, float] | None = None) -> Baseline:
         config = self.config
         prior_steps = config.prior_strength / config.window_step
         prior_mass = config.prior_rate(zipf) * config.window_step * prior_steps
         level = (history.mass + prior_mass) / (history.exposure + prior_steps)
         anchor = history.season_anchor
         scale = math.exp(-((history.newest or 0.0) - anchor) / config.season_memory) if anchor is not None else 1.0
-        return Baseline(level, history, scale, config.season_prior, config.window_step)
+        return Baseline(level, history, scale, config.season_prior, config.window_step, {} if factors is None else factors)
 
     def inverse_shape(self, history: TopicHistory) -> float:
         """1/k of the negative binomial that this topic's window counts follow."""
@@ -443,8 +451,13 @@ class SpikeDetector:
         config = self.config
         step = self.step_of(timestamp)
         if history.folded is None:
-            # A topic named for the first time has been silent since the stream was first observed.
+            # A topic named for the first time has been silent since the stream was first observed. That
+            # silence lowers its level, and teaches its season, spread and range nothing: it is folded in
+            # one go, however busy the cold-start prior would have it.
             history.folded = history.newest = self.step_of(observed_since) - config.window_step
+            silent_steps = int((step - config.window_size - history.folded) // config.window_step)
+            if silent_steps > 0:
+                self._fold_silence(history, silent_steps)
         closed = self.advance(history, step, zipf)
         if count > 0:
             entry = history.steps.setdefault(step, [0, []])
@@ -466,14 +479,18 @@ class SpikeDetector:
             return closed
         history.newest = step
         last_to_fold = step - config.steps_per_window * config.window_step
+        last_counted = max(history.steps, default=None)  # folding leaves the steps as they are
+        # The seasonal factors change only in the slot a fold learns; between, every fold of this
+        # advance reads them from one cache (the season's scale depends on ``newest``, fixed here).
+        factors: dict[int, float] = {}
         while history.folded < last_to_fold:
-            if not any(start > history.folded for start in history.steps):
-                baseline = self.baseline(history, zipf)
+            if last_counted is None or last_counted <= history.folded:
+                baseline = self.baseline(history, zipf, factors)
                 if baseline.expected(history.folded, config.steps_per_window) < 1.0:
                     # A quiet topic with nothing left to count: fold its silence in one go.
                     self._fold_silence(history, int((last_to_fold - history.folded) // config.window_step))
                     break
-            closed.append(self._fold(history, history.folded + config.window_step, zipf))
+            closed.append(self._fold(history, history.folded + config.window_step, zipf, factors))
         horizon = step - config.window_retention
         listed_from = step - 2 * config.window_size
         for start in [s for s in history.steps if s < horizon]:
@@ -491,9 +508,9 @@ class SpikeDetector:
         history.trough *= self._range_decay**steps
         history.folded += steps * self.config.window_step
 
-    def _fold(self, history: TopicHistory, start: float, zipf: float) -> "ClosedWindow":
+    def _fold(self, history: TopicHistory, start: float, zipf: float, factors: dict[int, float]) -> "ClosedWindow":
         config = self.config
-        baseline = self.baseline(history, zipf)
+        baseline = self.baseline(history, zipf, factors)
         window = self.window(history, start, baseline)
         inverse_shape = self.inverse_shape(history)
         # Clip and learn only once the baseline has seen half its memory: before that, the level is still catching up.
@@ -522,12 +539,15 @@ class SpikeDetector:
         history.exposure = history.exposure * self._step_decay + season
         if settled and baseline.level >= 0.01:
             # The factors learn from a level that is known: at a cold start it is still the prior's.
-            self._learn_season(history, start, count, baseline.level)
+            self._learn_season(history, start, count, baseline.level, factors)
         history.folded = start
         return closed
 
-    def _learn_season(self, history: TopicHistory, start: float, count: float, level: float) -> None:
+    def _learn_season(
+        self, history: TopicHistory, start: float, count: float, level: float, factors: dict[int, float]
+    ) -> None:
         if not history.day_counts:
+            factors.clear()
             history.season_anchor = start
             history.day_counts, history.day_expected = [0.0] * _SLOTS_PER_DAY, [0.0] * _SLOTS_PER_DAY
             history.week_counts, history.week_expected = [0.0] * _SLOTS_PER_WEEK, [0.0] * _SLOTS_PER_WEEK
@@ -537,7 +557,10 @@ class SpikeDetector:
             for values in (history.day_counts, history.day_expected, history.week_counts, history.week_expected):
                 values[:] = [value / growth for value in values]
             history.season_anchor, growth = start, 1.0
+            factors.clear()
         of_day, of_week = _season_slots(start)
+        for same_day_slot in range(of_day, _SLOTS_PER_WEEK, _SLOTS_PER_DAY):
+            factors.pop(same_day_slot, None)
         history.day_counts[of_day] += count * growth
         history.day_expected[of_day] += level * growth
         history.week_counts[of_week] += count * growth
