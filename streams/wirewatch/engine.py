@@ -173,13 +173,16 @@ class SpikeTracker:
             stream["observed_since"] = observed_since
         if stream.get("watermark") != watermark:
             stream["watermark"] = watermark
-        # Housekeeping runs once per window step of event time, so a replay does it at the same points.
-        if watermark - stream.get("pruned_at", float("-inf")) >= self.config.window_step:
+        # Housekeeping runs once per window step of event time, so a replay does it at the same points;
+        # the sweep of every topic's history once per window retention (it reads every row; a topic is kept for days).
+        previous = stream.get("pruned_at")
+        if previous is None or watermark - previous >= self.config.window_step:
             stream["pruned_at"] = watermark
-            self.prune(watermark)
+            every = self.config.window_retention
+            self.prune(watermark, sweep_topics=previous is None or watermark // every != previous // every)
         return observed_since, watermark
 
-    def prune(self, watermark: float) -> None:
+    def prune(self, watermark: float, *, sweep_topics: bool = True) -> None:
         """Forget windows past their retention, alerts past cooldown and retention, and decayed topic histories.
 
         Windows are dropped by event time, behind the newest brief, so a replay
@@ -197,6 +200,8 @@ class SpikeTracker:
         ]
         for key in stale_alerts:
             del self.state.alerts[key]
+        if not sweep_topics:
+            return
         # A topic silent this long has a level below a thousandth of what it was: nothing left to learn from.
         horizon = config.window_size * 2 + config.decay_time * math.log(1000)
         stale_topics = [

@@ -190,6 +190,7 @@ def term_rarity(term: str, language: str | None) -> float:
 _COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such as "Mark" or "Anna" below
 
 
+@lru_cache(maxsize=100_000)
 def _is_common(word: str, language: str | None) -> bool:
     """A word so frequent in the language (wordfreq) that it is no name: 'Volgens', 'Tijdens'."""
     from wordfreq import zipf_frequency
