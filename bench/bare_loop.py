@@ -17,7 +17,7 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from wirewatch.pipeline import RawRecord, split_record
+from wirewatch.core.pipeline import RawRecord, split_record
 
 
 async def main(bootstrap: str, raw: str, briefs: str, group: str) -> None:

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from wirewatch.models import Envelope
 from wirewatch.settings import Settings
-from wirewatch.simulation import Scenario, simulate
+from wirewatch.offline.simulation import Scenario, simulate
 
 __all__ = [
     "BOOTSTRAP",

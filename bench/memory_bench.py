@@ -25,11 +25,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from wirewatch.engine import create_engine
+from wirewatch.core.engine import create_engine
 from wirewatch.models import ClusterInput
-from wirewatch.pipeline import FirstSightings, RecentIds
+from wirewatch.core.pipeline import FirstSightings, RecentIds
 from wirewatch.settings import Settings
-from wirewatch.simulation import Scenario, simulate
+from wirewatch.offline.simulation import Scenario, simulate
 
 CHECKPOINTS = (10_000, 100_000, 250_000, 500_000, 1_000_000)
 BRIEFS_PER_HOUR = 400

@@ -19,9 +19,9 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from wirewatch.parser import clear_caches
-from wirewatch.pipeline import RawRecord, split_record
-from wirewatch.simulation import Scenario, simulate
+from wirewatch.core.parser import clear_caches
+from wirewatch.core.pipeline import RawRecord, split_record
+from wirewatch.offline.simulation import Scenario, simulate
 
 
 def corpus(hours: float) -> list[bytes]:

@@ -15,7 +15,7 @@ import sys
 
 from quixstreams import Application
 
-from wirewatch.pipeline import RawRecord, split_record
+from wirewatch.core.pipeline import RawRecord, split_record
 
 
 def main() -> None:

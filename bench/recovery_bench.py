@@ -39,7 +39,7 @@ from benchkit import (count_records, fill, simulated_pages, topic_names, topics_
                       worker_env)
 from kafka_helpers import WorkerProcess, free_port
 from wirewatch.models import Envelope
-from wirewatch.pipeline import parse_envelope
+from wirewatch.core.pipeline import parse_envelope
 
 PARTITIONS = 4
 STORES = ("memory://", "rocksdb://")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "streams"))
 
-from wirewatch.backtest import CountRow, read_counts, run_backtest  # noqa: E402
-from wirewatch.evaluation import score_spike_windows  # noqa: E402
+from wirewatch.offline.backtest import CountRow, read_counts, run_backtest  # noqa: E402
+from wirewatch.offline.evaluation import score_spike_windows  # noqa: E402
 from wirewatch.settings import Settings  # noqa: E402
 
 REFERENCE_DEVIATIONS = 4.0

@@ -40,10 +40,10 @@ def main() -> None:
     arguments = parser.parse_args()
     sys.path.insert(0, str(arguments.streams))
 
-    from wirewatch.engine import EngineState, create_engine
+    from wirewatch.core.engine import EngineState, create_engine
     from wirewatch.models import ClusterInput
     from wirewatch.settings import Settings
-    from wirewatch.simulation import Scenario, simulate
+    from wirewatch.offline.simulation import Scenario, simulate
 
     start = datetime(2026, 3, 2, tzinfo=timezone.utc)
     settings = Settings()

@@ -30,8 +30,8 @@ REFERENCE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 
 def run_engine(records: list[dict]) -> dict:
-    from wirewatch.engine import create_engine
-    from wirewatch.evaluation import resolve_merges, score_clusters
+    from wirewatch.core.engine import create_engine
+    from wirewatch.offline.evaluation import resolve_merges, score_clusters
     from wirewatch.models import ClusterInput
     from wirewatch.settings import Settings
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "streams"))
 
-from wirewatch.evaluation import score_clusters  # noqa: E402
+from wirewatch.offline.evaluation import score_clusters  # noqa: E402
 
 TOKEN = re.compile(r"\w\w+", re.UNICODE)
 

@@ -56,7 +56,7 @@ from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, create
                       simulated_pages, topics_removed_after, wait_for_output, wait_until_group_stable, worker_env,
                       workers)
 from wirewatch.models import Envelope
-from wirewatch.pipeline import parse_envelope
+from wirewatch.core.pipeline import parse_envelope
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0

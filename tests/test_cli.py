@@ -226,14 +226,14 @@ def test_config_masks_secrets():
 def test_json_logs_are_one_object_per_line():
     import logging
 
-    from wirewatch.logs import JsonFormatter
+    from wirewatch.service.logs import JsonFormatter
 
     try:
         raise ValueError("boom")
     except ValueError:
         import sys as system
 
-        record = logging.LogRecord("wirewatch.app", logging.ERROR, __file__, 1, "failed at %s", ("3/41",), system.exc_info())
+        record = logging.LogRecord("wirewatch.topology.app", logging.ERROR, __file__, 1, "failed at %s", ("3/41",), system.exc_info())
     document = json.loads(JsonFormatter().format(record))
     assert document["level"] == "error" and document["message"] == "failed at 3/41"
-    assert document["logger"] == "wirewatch.app" and "ValueError: boom" in document["exception"]
+    assert document["logger"] == "wirewatch.topology.app" and "ValueError: boom" in document["exception"]

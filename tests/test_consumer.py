@@ -8,8 +8,8 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from faust.types import TP
 from faust.types.tuples import Message
 
-from wirewatch.app import create_app
-from wirewatch.ordering import Admission, OffsetOrder
+from wirewatch.topology.app import create_app
+from wirewatch.core.ordering import Admission, OffsetOrder
 from wirewatch.settings import Settings
 
 PARTITION = ("wire.raw", 0)

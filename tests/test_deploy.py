@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wirewatch.metrics import Metrics
+from wirewatch.service.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMTOOL = shutil.which("promtool")
@@ -107,7 +107,7 @@ def test_compose_file_follows_the_compose_specification():
 
 
 def test_compose_mirrors_the_local_scripts():
-    from wirewatch.kafka import external_topics
+    from wirewatch.service.kafka import external_topics
     from wirewatch.settings import Settings
 
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())

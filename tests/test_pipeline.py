@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief
-from wirewatch.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
+from wirewatch.core.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
 from wirewatch.models import DeadLetter
-from wirewatch.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, read_brief, split_record
+from wirewatch.core.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, read_brief, split_record
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 NOW = STAMP + timedelta(minutes=1)
@@ -270,7 +270,7 @@ def test_first_sightings_reload_after_the_table_changed_hands():
 
 
 def test_a_partition_behind_without_progress_is_stalled_after_the_set_time():
-    from wirewatch.progress import StallWatch
+    from wirewatch.core.progress import StallWatch
 
     watch = StallWatch(after_seconds=60)
     raw = ("wire.raw", 0)

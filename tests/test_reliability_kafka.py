@@ -11,8 +11,8 @@ import pytest
 
 from kafka_helpers import drain_restarting_a_stalled_worker, free_port, metric_total, produce_many, read_topic, run, scrape_metrics, wait_until_drained
 from wirewatch.models import Alert, DeadLetter, Envelope
-from wirewatch.pipeline import parse_envelope
-from wirewatch.simulation import Scenario, simulate
+from wirewatch.core.pipeline import parse_envelope
+from wirewatch.offline.simulation import Scenario, simulate
 
 pytestmark = pytest.mark.kafka
 

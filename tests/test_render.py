@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from wirewatch.engine import create_engine
+from wirewatch.core.engine import create_engine
 from wirewatch.models import ClusterInput
-from wirewatch.parser import parse_page
-from wirewatch.render import human_line
+from wirewatch.core.parser import parse_page
+from wirewatch.cli.render import human_line
 from wirewatch.settings import Settings
-from wirewatch.spikes import expected_text
+from wirewatch.core.spikes import expected_text
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 

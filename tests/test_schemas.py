@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from wirewatch.parser import parse_page
-from wirewatch.pipeline import RawRecord, split_record
-from wirewatch.schemas import render_schemas
+from wirewatch.core.parser import parse_page
+from wirewatch.core.pipeline import RawRecord, split_record
+from wirewatch.offline.schemas import render_schemas
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

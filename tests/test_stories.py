@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from wirewatch.backtest import read_counts, run_backtest
-from wirewatch.clustering import ClusterConfig
-from wirewatch.engine import EngineState, HeldWrites, StoryEngine
+from wirewatch.offline.backtest import read_counts, run_backtest
+from wirewatch.core.clustering import ClusterConfig
+from wirewatch.core.engine import EngineState, HeldWrites, StoryEngine
 from wirewatch.models import ClusterInput
-from wirewatch.parser import parse_page
-from wirewatch.spikes import (
+from wirewatch.core.parser import parse_page
+from wirewatch.core.spikes import (
     DetectorConfig,
     SpikeDetector,
     TopicHistory,
@@ -26,8 +26,8 @@ from wirewatch.spikes import (
     negative_binomial_tail,
     surprise,
 )
-from wirewatch.terms import AliasTable, LanguageDetector, TermExtractor
-from wirewatch.windows import HoppingCounts, HoppingWindows
+from wirewatch.core.terms import AliasTable, LanguageDetector, TermExtractor
+from wirewatch.core.windows import HoppingCounts, HoppingWindows
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()
@@ -447,7 +447,7 @@ class TestEngine:
 
 class TestEvaluation:
     def test_perfect_and_merged_clusterings(self):
-        from wirewatch.evaluation import score_clusters
+        from wirewatch.offline.evaluation import score_clusters
 
         truth = {"a": "x", "b": "x", "c": "y", "d": "y"}
         assert score_clusters(truth, {"a": 1, "b": 1, "c": 2, "d": 2})["bcubed_f1"] == 1.0
@@ -456,7 +456,7 @@ class TestEvaluation:
         assert merged["pairwise_precision"] == round(2 / 6, 4) and merged["pairwise_recall"] == 1.0
 
     def test_alert_matching_and_delay(self):
-        from wirewatch.evaluation import score_alerts
+        from wirewatch.offline.evaluation import score_alerts
 
         spikes = [{"id": "s1", "start": 1000.0}, {"id": "s2", "start": 5000.0}]
         brief_spike = {"a": "s1", "b": "s1", "c": "s1", "z": None}
@@ -589,7 +589,7 @@ def test_held_writes_reach_the_store_once_per_key_when_applied():
 
 
 def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
-    from wirewatch.simulation import Scenario, simulate
+    from wirewatch.offline.simulation import Scenario, simulate
 
     scenario = Scenario(hours=12, seed=5, spikes=4, snapshot_every=86400)
     briefs = sorted(simulate(scenario, datetime(2026, 3, 2, tzinfo=timezone.utc)).briefs, key=lambda b: b.published_at)
@@ -628,7 +628,7 @@ def labelled(name: str) -> list[dict]:
 
 
 def cluster_labelled(extractor, records: list[dict]) -> dict[str, str]:
-    from wirewatch.evaluation import resolve_merges
+    from wirewatch.offline.evaluation import resolve_merges
 
     stories = engine(extractor)
     assignments, merges = {}, []
@@ -657,7 +657,7 @@ class TestRealStories:
             assert len({predicted[r["id"]] for r in records if r["story"] == story}) == 1, story
 
     def test_tweets_of_one_event_mostly_land_in_one_story(self, extractor):
-        from wirewatch.evaluation import score_clusters
+        from wirewatch.offline.evaluation import score_clusters
 
         records = labelled("real-tweets.jsonl")
         scores = score_clusters({r["id"]: r["story"] for r in records}, cluster_labelled(extractor, records))
@@ -667,8 +667,8 @@ class TestRealStories:
 
 
 def test_two_stories_that_converge_merge_into_the_larger():
-    from wirewatch.clustering import Clusterer, ClusterConfig
-    from wirewatch.terms import BriefTerms
+    from wirewatch.core.clustering import Clusterer, ClusterConfig
+    from wirewatch.core.terms import BriefTerms
 
     clusterer = Clusterer(ClusterConfig(similarity=0.3, merge_similarity=0.3), {})
     start = FETCHED.timestamp()
@@ -688,8 +688,8 @@ def test_two_stories_that_converge_merge_into_the_larger():
 
 
 def test_stories_far_apart_in_time_do_not_merge_or_join():
-    from wirewatch.clustering import Clusterer, ClusterConfig
-    from wirewatch.terms import BriefTerms
+    from wirewatch.core.clustering import Clusterer, ClusterConfig
+    from wirewatch.core.terms import BriefTerms
 
     clusterer = Clusterer(ClusterConfig(similarity=0.3, time_scale=3600.0, ttl=30 * 86400.0), {})
     start = FETCHED.timestamp()

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kafka_helpers import free_port, metric_total, read_topic, run, scrape_metrics, wait_until_drained
-from wirewatch.app import changelog_topics, create_app
+from wirewatch.topology.app import changelog_topics, create_app
 from wirewatch.models import Alert, Story
-from wirewatch.parser import parse_page
+from wirewatch.core.parser import parse_page
 from wirewatch.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -102,6 +102,6 @@ def test_a_worker_started_on_a_waiting_feed_sends_every_story_update_once(
     assert len(stories) == 8, "one story update per brief: a crashed first batch would be sent again"
     assert "PartitionsMismatch" not in worker.log()
     # Made before Faust started, so that its first group join already assigned their partitions.
-    created = next(line for line in worker.log().splitlines() if "wirewatch.kafka: created topics " in line)
+    created = next(line for line in worker.log().splitlines() if "wirewatch.service.kafka: created topics " in line)
     changelogs = {spec.name for spec in changelog_topics(create_app(wirewatch_settings).app)}
     assert changelogs <= set(created.split("created topics ", 1)[1].split(", "))

@@ -9,8 +9,8 @@ import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from kafka_helpers import run
-from wirewatch.app import changelog_topics, create_app
-from wirewatch.kafka import TopicSpec, admin_client, ensure_topics
+from wirewatch.topology.app import changelog_topics, create_app
+from wirewatch.service.kafka import TopicSpec, admin_client, ensure_topics
 from wirewatch.settings import Settings
 
 
@@ -82,7 +82,7 @@ def test_the_offset_reader_keeps_its_connections_and_reconnects_after_a_failure(
     from aiokafka.errors import KafkaConnectionError
 
     from kafka_helpers import produce
-    from wirewatch.kafka import OffsetReader
+    from wirewatch.service.kafka import OffsetReader
 
     topic, group = wirewatch_settings.topic_raw, f"{wirewatch_settings.app_id}-reader"
     for _ in range(3):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from wirewatch.desk import DeskView
-from wirewatch.web import readiness
+from wirewatch.service.desk import DeskView
+from wirewatch.service.web import readiness
 
 
 def fake_app(*, generation=3, rebalancing=False, in_recovery=False, recovered=True):

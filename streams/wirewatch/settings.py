@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .clustering import ClusterConfig
-from .spikes import DetectorConfig
+from .core.clustering import ClusterConfig
+from .core.spikes import DetectorConfig
 
 _DETECTOR = DetectorConfig()
 

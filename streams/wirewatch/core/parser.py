@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from .errors import ParseError
+from ..errors import ParseError
 from .markup import html_to_text, looks_like_html
-from .models import Brief, Precision
+from ..models import Brief, Precision
 
 __all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE", "clear_caches"]
 

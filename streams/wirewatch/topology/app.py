@@ -2,8 +2,8 @@
 
 :func:`create_app` builds one independent app per settings object, so tests
 and tools can run several side by side. Agents stay thin: every decision is
-made in :mod:`wirewatch.pipeline`, :mod:`wirewatch.parser` and
-:mod:`wirewatch.engine`.
+made in :mod:`wirewatch.core.pipeline`, :mod:`wirewatch.core.parser` and
+:mod:`wirewatch.core.engine`.
 
 Topology::
 
@@ -60,17 +60,17 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.times import want_seconds
 
-from .desk import DeskView
-from .engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
-from .kafka import OffsetReader, TopicSpec
-from .metrics import Metrics
-from .models import Brief, ClusterInput, DeadLetter
-from .ordering import Admission, OffsetOrder
-from .pipeline import FirstSightings, RawRecord, RecentIds, bare_page_source, dead_letter, read_brief, split_record
-from .progress import StallWatch
-from .settings import Settings
-from .web import WirewatchWeb, add_views
-from .windows import HoppingWindows, WindowCount
+from ..service.desk import DeskView
+from ..core.engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
+from ..service.kafka import OffsetReader, TopicSpec
+from ..service.metrics import Metrics
+from ..models import Brief, ClusterInput, DeadLetter
+from ..core.ordering import Admission, OffsetOrder
+from ..core.pipeline import FirstSightings, RawRecord, RecentIds, bare_page_source, dead_letter, read_brief, split_record
+from ..core.progress import StallWatch
+from ..settings import Settings
+from ..service.web import WirewatchWeb, add_views
+from ..core.windows import HoppingWindows, WindowCount
 
 __all__ = ["WirewatchApp", "create_app", "changelog_topics", "flow_state", "STORY_SHARD_KEY"]
 
@@ -95,7 +95,7 @@ class _Consumer(AiokafkaDriverConsumer):
       a batch fetched before the seek, further on; it takes the records in
       between for a gap, and when they arrive they are older than its read
       offset and dropped. So this consumer hands on a source partition's
-      records only in offset order (:class:`~wirewatch.ordering.OffsetOrder`):
+      records only in offset order (:class:`~wirewatch.core.ordering.OffsetOrder`):
       a record further on is held back with the rest of its batch and the
       fetcher is sent back to the expected offset. Should the record that comes
       first from there still be further on, the gap is real (expired records,
@@ -384,10 +384,10 @@ class _EventTimeWindowedTable(faust.Table):
 
 
 class FaustWindowCounts:
-    """:class:`~wirewatch.windows.WindowCounts` over a tumbling Faust table of ``step``-long buckets.
+    """:class:`~wirewatch.core.windows.WindowCounts` over a tumbling Faust table of ``step``-long buckets.
 
     A hopping window's count is the sum of its buckets. Counts added are held
-    until :meth:`apply`, like :class:`~wirewatch.engine.HeldWrites`: a batch
+    until :meth:`apply`, like :class:`~wirewatch.core.engine.HeldWrites`: a batch
     of briefs on one topic adds to its bucket with one changelog record.
     """
 
@@ -848,7 +848,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     @app.task
     async def follow_desk() -> None:
         """Feed the desk page from every partition of the stories, alerts and briefs topics."""
-        from .kafka import follow_topics
+        from ..service.kafka import follow_topics
 
         handlers = {
             settings.topic_alerts: desk.on_alert,
@@ -881,7 +881,7 @@ def changelog_topics(app: faust.App) -> list[TopicSpec]:
     Faust creates them as it starts, racing its own first group join: a
     changelog not yet in the consumer's metadata then is left out of the
     assignment, and the first table write to it fails. Created beforehand
-    (:func:`~wirewatch.kafka.ensure_topics`), they are there from the start.
+    (:func:`~wirewatch.service.kafka.ensure_topics`), they are there from the start.
     """
     specs = []
     for table in app.tables.values():

@@ -1,6 +1,6 @@
 """The worker's HTTP endpoints, on Faust's own web server. All read-only.
 
-- ``/metrics``: Prometheus exposition of :class:`~wirewatch.metrics.Metrics`.
+- ``/metrics``: Prometheus exposition of :class:`~wirewatch.service.metrics.Metrics`.
 - ``/health``: liveness; 503 when a source partition has records waiting and
   has made no progress for twice ``WIREWATCH_STALL_SECONDS``, fetching again
   from the committed offset after the first having not helped (a restart
@@ -45,7 +45,7 @@ def readiness(app: faust.App) -> list[str]:
 
 
 def add_views(app: faust.App, metrics: Metrics, desk: DeskView, stalled: Callable[[], list] = list) -> None:
-    page = resources.files("wirewatch.static").joinpath("desk.html").read_bytes()
+    page = resources.files("wirewatch.service.static").joinpath("desk.html").read_bytes()
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -28,7 +28,7 @@ class JsonFormatter(logging.Formatter):
 def logging_config(level: str, fmt: str) -> dict:
     """A ``logging.config.dictConfig`` document that sends everything to stderr."""
     formatter = (
-        {"()": "wirewatch.logs.JsonFormatter"}
+        {"()": "wirewatch.service.logs.JsonFormatter"}
         if fmt == "json"
         else {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"}
     )

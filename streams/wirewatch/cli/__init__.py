@@ -18,10 +18,10 @@ from pathlib import Path
 import click
 import orjson
 
-from . import __version__
-from .errors import RejectedInput, WirewatchError
-from .models import Envelope
-from .settings import Settings
+from .. import __version__
+from ..errors import RejectedInput, WirewatchError
+from ..models import Envelope
+from ..settings import Settings
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def _write_json_line(document: object) -> None:
 def _configure_logging(level: str, fmt: str) -> dict:
     import logging.config
 
-    from .logs import logging_config
+    from ..service.logs import logging_config
 
     config = logging_config(level, fmt)
     logging.config.dictConfig(config)
@@ -79,7 +79,7 @@ def _worker_class(source_topics: frozenset[str]):
 
     import faust
 
-    from .app import flow_state
+    from ..topology.app import flow_state
 
     class Worker(faust.Worker):
         """Faust's worker; ``kill -USR1`` logs the consumer's flow state and offsets before Faust's dump of every task."""
@@ -113,7 +113,7 @@ def main() -> None:
 @click.option("--section", default=None, help="Section, when the page has no 'Meer uit' header.")
 def parse(page: str, fetched_at: str | None, source: str, url: str | None, section: str | None) -> None:
     """Split PAGE (a file, or - for stdin) into briefs, offline: one JSON brief per line."""
-    from .pipeline import parse_envelope
+    from ..core.pipeline import parse_envelope
 
     envelope = Envelope(
         source=source, url=url, section=section, fetched_at=_parse_time(fetched_at), body=_read_page(page)
@@ -158,7 +158,7 @@ def produce(
 
 
 async def _produce(settings: Settings, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> None:
-    from .kafka import ensure_topics, producer, wait_for_broker
+    from ..service.kafka import ensure_topics, producer, wait_for_broker
 
     await wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
     await ensure_topics(settings, [settings.topic_raw])
@@ -229,7 +229,7 @@ async def _tail(
     as_json: bool,
     colour: bool,
 ) -> None:
-    from . import kafka
+    from ..service import kafka
     from .render import human_line
 
     await kafka.wait_for_broker(settings, timeout=settings.broker_wait_timeout or 30)
@@ -322,8 +322,8 @@ def cluster(briefs: str) -> None:
     """
     from pydantic import ValidationError
 
-    from .engine import create_engine
-    from .models import ClusterInput
+    from ..core.engine import create_engine
+    from ..models import ClusterInput
 
     inputs = []
     for number, document in _json_lines(briefs):
@@ -361,7 +361,7 @@ def backtest(counts: str, topic: str) -> None:
     desk can tune them on its own history. Rows run in timestamp order; a
     header row is optional.
     """
-    from .backtest import read_counts, run_backtest
+    from ..offline.backtest import read_counts, run_backtest
 
     try:
         handle = sys.stdin if counts == "-" else open(counts, encoding="utf-8", newline="")
@@ -396,7 +396,7 @@ def simulate(out_dir: str | None, produce_pages: bool, hours: float, spikes: int
     """
     from datetime import timedelta
 
-    from .simulation import Scenario, simulate as run_simulation
+    from ..offline.simulation import Scenario, simulate as run_simulation
 
     if not out_dir and not produce_pages:
         raise click.UsageError("give --out DIR, --produce, or both")
@@ -438,7 +438,7 @@ class _stdout_to:
 
 
 def _write_simulation(out: Path, simulation, envelopes: list[Envelope]) -> dict:
-    from .pipeline import parse_envelope
+    from ..core.pipeline import parse_envelope
 
     pages = out / "pages"
     pages.mkdir(parents=True, exist_ok=True)
@@ -497,7 +497,7 @@ def evaluate(truth: str, results: str, series: str | None) -> None:
     if truth.endswith(".json"):
         click.echo(json.dumps(_evaluate_series(truth, results, series), indent=2))
         return
-    from .evaluation import resolve_merges, score_alerts, score_clusters
+    from ..offline.evaluation import resolve_merges, score_alerts, score_clusters
 
     truth_story: dict[str, str] = {}
     brief_spike: dict[str, str | None] = {}
@@ -543,7 +543,7 @@ def evaluate(truth: str, results: str, series: str | None) -> None:
 
 
 def _evaluate_series(labels_path: str, results: str, series: str | None) -> dict:
-    from .evaluation import score_spike_windows
+    from ..offline.evaluation import score_spike_windows
 
     try:
         with open(labels_path, encoding="utf-8") as handle:
@@ -583,8 +583,8 @@ def _utc_seconds(text: str) -> float:
 @click.option("--loglevel", "-l", default=None, help="Log level (default: WIREWATCH_LOG_LEVEL or info).")
 def worker(loglevel: str | None) -> None:
     """Run the stream processor: waits for the broker, creates topics, then runs the Faust worker."""
-    from .app import changelog_topics, create_app
-    from .kafka import agent_topics, ensure_topics, wait_for_broker
+    from ..topology.app import changelog_topics, create_app
+    from ..service.kafka import agent_topics, ensure_topics, wait_for_broker
 
     settings = Settings()
     level = loglevel or settings.log_level
@@ -627,7 +627,7 @@ def worker(loglevel: str | None) -> None:
 @click.option("--check", is_flag=True, help="Exit 1 when the files differ from the models instead of writing.")
 def schemas(out_dir: str, check: bool) -> None:
     """Write the JSON Schema of every topic's value to OUT (one file per topic)."""
-    from .schemas import render_schemas
+    from ..offline.schemas import render_schemas
 
     stale = []
     for filename, text in render_schemas().items():

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from .errors import WirewatchError
-from .settings import Settings
+from ..errors import WirewatchError
+from ..settings import Settings
 
 __all__ = [
     "BrokerUnavailable",

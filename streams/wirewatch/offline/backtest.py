@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from statistics import median
 
-from .engine import EngineState, SpikeTracker
-from .models import Alert
-from .spikes import DetectorConfig
+from ..core.engine import EngineState, SpikeTracker
+from ..models import Alert
+from ..core.spikes import DetectorConfig
 
 __all__ = ["CountRow", "read_counts", "run_backtest", "config_for_cadence"]
 

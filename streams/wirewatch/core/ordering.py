@@ -5,7 +5,7 @@ seeks while it still holds records fetched before the seek can see them out
 of order. :class:`OffsetOrder` is the bookkeeping that lets the consumer
 notice: it knows the offset each partition must hand on next and says, for
 every record, whether to hand it on or to hold it back and fetch again from
-that offset. It does no I/O; :class:`wirewatch.app` wires it into Faust's
+that offset. It does no I/O; :class:`wirewatch.topology.app` wires it into Faust's
 consumer.
 """
 

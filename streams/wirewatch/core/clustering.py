@@ -3,7 +3,7 @@
 The model
 ---------
 A brief is its term vector (topics and content words weighted by rarity, see
-:mod:`wirewatch.terms`), scaled to unit length. A story is the sum of its
+:mod:`wirewatch.core.terms`), scaled to unit length. A story is the sum of its
 briefs' unit vectors, cut to its ``max_terms`` heaviest terms. A brief's
 affinity to a story is the cosine of the two, damped by how long the story
 has been quiet::

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .models import TOPIC_MODELS, Envelope
+from ..models import TOPIC_MODELS, Envelope
 
 __all__ = ["render_schemas"]
 

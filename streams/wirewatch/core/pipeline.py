@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
-from .errors import DecodeError, RejectedInput
-from .models import Brief, DeadLetter, Envelope
+from ..errors import DecodeError, RejectedInput
+from ..models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
@@ -44,7 +44,7 @@ class Outcome:
     briefs: list[Brief]
     dead_letters: list[DeadLetter]
     envelope: Envelope | None = None
-    #: Briefs on the page that ``keep`` refused (see :func:`~wirewatch.parser.parse_page`).
+    #: Briefs on the page that ``keep`` refused (see :func:`~wirewatch.core.parser.parse_page`).
     left_out: int = 0
 
 

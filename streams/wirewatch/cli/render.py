@@ -20,7 +20,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .spikes import expected_text
+from ..core.spikes import expected_text
 
 __all__ = ["RecordKind", "human_line"]
 

@@ -2,14 +2,14 @@
 
 :class:`StoryEngine` is what the worker's ``track_stories`` agent and the
 offline ``wirewatch cluster`` command both run, one brief at a time in event
-order. Its state sits in mappings and :class:`~wirewatch.windows.WindowCounts`
+order. Its state sits in mappings and :class:`~wirewatch.core.windows.WindowCounts`
 handed to it: Faust tables in the worker, dicts and
-:class:`~wirewatch.windows.HoppingCounts` offline.
+:class:`~wirewatch.core.windows.HoppingCounts` offline.
 
 Alerting
 --------
 - A topic named in the brief is evaluated on the busiest window that contains
-  the brief (earliest on ties) by :class:`~wirewatch.spikes.SpikeDetector`.
+  the brief (earliest on ties) by :class:`~wirewatch.core.spikes.SpikeDetector`.
 - Several topics spiking in one brief are one spike: the most surprising
   topic (then the rarer name) carries the alert, the others are listed as
   ``related_topics`` and share its cooldown. A topic spiking in a brief that
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .clustering import ClusterConfig, Clusterer, heaviest
-from .models import Alert, ClusterInput, CountSeries, Story
+from ..models import Alert, ClusterInput, CountSeries, Story
 from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .parser import brief_id
+from ..core.parser import brief_id
 
 __all__ = ["Scenario", "SimBrief", "Spike", "Snapshot", "Simulation", "simulate"]
 
