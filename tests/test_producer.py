@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from faust.transport.producer import ProducerBuffer
 
-from wirewatch.topology.app import flush_producer
+from wirewatch.upstream.producer_flush import flush_producer
 
 SEND_SECONDS = 0.15  # longer than the 0.1 s Faust's buffer flush waits for a send
 

@@ -1,0 +1,78 @@
+"""The upstream behaviour each workaround in ``wirewatch.upstream`` guards against is still there, and the
+versions it was proven with are the ones installed. When one of these fails after an upgrade, read the
+workaround's docstring: it says what would let it go."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer as PlainConsumer
+from faust.types import TP
+
+from wirewatch.settings import Settings
+from wirewatch.topology.app import create_app
+from wirewatch.upstream import PROVEN_WITH
+from wirewatch.upstream.current_event import make_current
+from wirewatch.upstream.windowed_table import EventTimeWindowedTable
+
+RAW = "upstream-test.wire.raw"
+
+
+def test_the_installed_faust_and_aiokafka_are_the_versions_the_workarounds_were_proven_with():
+    installed = {name: version(name) for name in PROVEN_WITH}
+    assert installed == PROVEN_WITH, (
+        "faust-streaming or aiokafka changed: run the reliability tests several times and this file, "
+        "then review each module of wirewatch.upstream before moving PROVEN_WITH"
+    )
+
+
+def test_fausts_own_commit_check_skips_a_hole_of_one_record():
+    consumer = create_app(Settings(app_id="upstream-test", topic_raw=RAW)).app.consumer
+    tp = TP(RAW, 0)
+    consumer._committed_offset[tp] = 45
+    consumer._acked[tp].extend([46, 47])
+    consumer._acked_index[tp].update([46, 47])
+    assert consumer._new_offset(tp) is None, "the guarded consumer waits for 45"
+    assert PlainConsumer._new_offset(consumer, tp) == 48, "plain Faust commits 48: record 45 is lost"
+
+
+def test_a_tumbling_table_that_never_expires_still_asks_faust_to_expire_its_keys():
+    app = faust.App("upstream-test-tables", autodiscover=False)
+    plain = app.Table("plain", default=int).tumbling(300)
+    assert plain.table.window.expires == 0.0, "the compiled window keeps 'never' as 0.0"
+    assert plain.table._should_expire_keys(), "and the table, asking 'expires is None', expires"
+    guarded = app.tables.add(EventTimeWindowedTable(app, name="guarded", default=int, beacon=app.tables.beacon))
+    assert not guarded.tumbling(300).table._should_expire_keys()
+
+
+class _Event:
+    """Enough of an event for the stream's bookkeeping: an object a weak reference can point to."""
+
+
+def test_making_an_event_current_through_the_stream_moves_the_streams_own_event():
+    app = faust.App("upstream-test-events", autodiscover=False)
+    stream = app.stream(app.channel())
+    buffered, batch_member = _Event(), _Event()
+    stream._set_current_event(buffered)
+    stream._set_current_event(batch_member)
+    assert stream.current_event is batch_member, "Stream.take would ack this one instead of the one it buffered"
+
+    stream._set_current_event(buffered)
+    make_current(batch_member)
+    assert faust.current_event() is batch_member, "tables write to this event's changelog partition"
+    assert stream.current_event is buffered, "and the stream still knows the event it buffered"
+
+
+def test_the_core_imports_neither_faust_nor_aiokafka():
+    core = ["parser", "markup", "pipeline", "ordering", "terms", "clustering", "windows", "spikes", "engine", "progress"]
+    script = (
+        "import sys\n"
+        + "".join(f"import wirewatch.core.{name}\n" for name in core)
+        + "import wirewatch.models, wirewatch.settings, wirewatch.offline.backtest, wirewatch.offline.evaluation\n"
+        + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('faust', 'aiokafka', 'mode')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
