@@ -1,5 +1,7 @@
 """Shared fixtures: one real Kafka broker per test run, fresh topics and app id per test.
 
+``tests/unit`` needs no broker; everything in ``tests/integration`` talks to
+the real one and is marked ``kafka`` (so ``-m "not kafka"`` is the fast suite).
 The broker is the project's own ``deploy/kafka/local-kafka.sh`` on a free
 port with empty storage, unless ``KAFKA_BOOTSTRAP_SERVERS`` names a cluster to
 use instead.
@@ -22,6 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
 SEED_PAGE = TEST_DATA / "seed-page.txt"
 LOCAL_KAFKA = REPO / "deploy" / "kafka" / "local-kafka.sh"
+
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # Spelled in parts so that this file does not name the folder it looks for.
 OUTSIDE_FOLDER = "/".join(["..", "sha" "red"])
 

@@ -174,7 +174,7 @@ def test_simulate_cluster_and_evaluate(tmp_path):
 
 
 def test_evaluate_scores_real_labelled_briefs_and_follows_merges(tmp_path):
-    labelled = Path(__file__).parent / "data" / "real-headlines.jsonl"
+    labelled = Path(__file__).resolve().parents[1] / "data" / "real-headlines.jsonl"
     results = tmp_path / "results.jsonl"
     results.write_bytes(wirewatch("cluster", str(labelled)).stdout)
     report = json.loads(wirewatch("evaluate", str(labelled), str(results)).stdout)

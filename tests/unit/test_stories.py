@@ -623,7 +623,7 @@ def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
 def labelled(name: str) -> list[dict]:
     """Real labelled briefs copied from public data sets into tests/data (headlines: UCI News Aggregator;
     tweets: CrisisLexT26), each with its gold story."""
-    path = Path(__file__).parent / "data" / name
+    path = Path(__file__).resolve().parents[1] / "data" / name
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

@@ -13,7 +13,7 @@ from wirewatch.core.parser import parse_page
 from wirewatch.core.pipeline import RawRecord, split_record
 from wirewatch.offline.schemas import render_schemas
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @pytest.mark.parametrize("filename", sorted(render_schemas()))

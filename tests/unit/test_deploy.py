@@ -14,7 +14,7 @@ import yaml
 
 from wirewatch.service.metrics import Metrics
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool comes with Debian's prometheus package, which bin/setup installs as root"

@@ -20,7 +20,7 @@ from wirewatch.core.parser import parse_page
 pytestmark = pytest.mark.kafka
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
-WORLD_PAGE = Path(__file__).resolve().parent.parent / "samples" / "pages" / "world-0800.txt"
+WORLD_PAGE = Path(__file__).resolve().parents[2] / "samples" / "pages" / "world-0800.txt"
 
 
 def _produce_page_with_cli(path, fetched_at: datetime) -> dict:

@@ -1,49 +1,19 @@
-"""The topics a worker creates before Faust starts: its agents' topics and its tables' changelogs."""
+"""The topics a worker creates before Faust starts, and the offsets it reads, against the real broker."""
 
 from __future__ import annotations
 
 import uuid
 
-import faust
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from kafka_helpers import run
-from wirewatch.topology.app import changelog_topics, create_app
 from wirewatch.service.kafka import TopicSpec, admin_client, ensure_topics
 from wirewatch.settings import Settings
 
-
-def test_changelogs_take_the_cleanup_policy_and_retention_faust_gives_them():
-    app = faust.App("changelog-specs", autodiscover=False, topic_partitions=5)
-    app.Table("plain")
-    app.Table("counts", default=int).tumbling(60)
-    app.Table("expiring", default=int).tumbling(60, expires=3600)
-
-    specs = {spec.name: spec for spec in changelog_topics(app)}
-
-    assert specs == {
-        "changelog-specs-plain-changelog": TopicSpec("changelog-specs-plain-changelog", {"cleanup.policy": "compact"}, 5),
-        "changelog-specs-counts-changelog": TopicSpec(
-            "changelog-specs-counts-changelog", {"cleanup.policy": "compact,delete"}, 5
-        ),
-        "changelog-specs-expiring-changelog": TopicSpec(
-            "changelog-specs-expiring-changelog", {"cleanup.policy": "compact,delete", "retention.ms": "3600000"}, 5
-        ),
-    }
+pytestmark = pytest.mark.kafka
 
 
-@pytest.mark.parametrize("stages", ["all", "briefs", "stories"])
-def test_every_table_of_a_worker_has_its_changelog_declared(stages):
-    wirewatch = create_app(Settings(stages=stages, topic_partitions=3))
-
-    specs = changelog_topics(wirewatch.app)
-
-    assert {spec.name for spec in specs} == {table.changelog_topic_name for table in wirewatch.app.tables.values()}
-    assert all(spec.partitions == 3 and "compact" in spec.config["cleanup.policy"] for spec in specs)
-
-
-@pytest.mark.kafka
 def test_ensure_topics_creates_what_is_missing_with_its_settings_and_returns_once_listed(wirewatch_settings):
     run_id = uuid.uuid4().hex[:10]
     plain, compacted = f"test-{run_id}.plain", f"test-{run_id}.compacted"
@@ -80,7 +50,6 @@ async def _describe(settings: Settings, names: list[str]):
 def test_the_offset_reader_keeps_its_connections_and_reconnects_after_a_failure(wirewatch_settings):
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaConnectionError
-
     from kafka_helpers import produce
     from wirewatch.service.kafka import OffsetReader
 
