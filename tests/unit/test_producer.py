@@ -51,3 +51,26 @@ def test_the_flush_returns_once_every_buffered_record_is_handed_on_and_the_trans
     producer, left = asyncio.run(_flush_with(flush_producer, records=3))
     assert left == 0
     assert producer.flushed_after == [0, 1, 2], "the transport is flushed after the last buffered record"
+
+
+def test_the_apps_own_producer_drains_its_buffer_on_every_flush_the_commits_included():
+    from wirewatch.settings import Settings
+    from wirewatch.topology.app import create_app
+    from wirewatch.upstream.producer_flush import DrainingProducer
+
+    producer = create_app(Settings(app_id="producer-test")).app.producer
+    assert isinstance(producer, DrainingProducer), "Faust's commit flushes app.producer before committing"
+    slow = _SlowProducer(records=3)
+    producer.buffer = slow.buffer  # Faust's real buffer, in front of a slow transport
+
+    async def flush() -> int:
+        await slow.buffer.start()
+        try:
+            await producer.flush()
+            return slow.buffer.size
+        finally:
+            slow.buffer.pending = asyncio.Queue()
+            await slow.buffer.stop()
+
+    assert asyncio.run(flush()) == 0
+    assert slow.sent == [0, 1, 2]

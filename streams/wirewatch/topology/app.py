@@ -60,6 +60,7 @@ from ..service.metrics import Metrics
 from ..service.web import WirewatchWeb, add_views
 from ..settings import Settings
 from ..upstream.consumer import GuardedConsumer
+from ..upstream.producer_flush import DrainingProducer
 from .brief_stages import declare_brief_stages
 from .story_stage import declare_story_stage
 from .topics import STORY_SHARD_KEY, Topics, bytes_topic
@@ -73,7 +74,8 @@ log = logging.getLogger(__name__)
 
 
 class _FaustApp(faust.App):
-    """A Faust app whose web server leaves ``/`` to the desk page, with :class:`GuardedConsumer`.
+    """A Faust app whose web server leaves ``/`` to the desk page, with :class:`GuardedConsumer` and
+    :class:`DrainingProducer`.
 
     ``wirewatch_metrics`` is what the consumer counts held-back records and
     unrecorded acks in.
@@ -89,6 +91,10 @@ class _FaustApp(faust.App):
     def _new_consumer(self):
         self.transport.Consumer = GuardedConsumer
         return super()._new_consumer()
+
+    def _new_producer(self):
+        self.transport.Producer = DrainingProducer
+        return super()._new_producer()
 
 
 @dataclass

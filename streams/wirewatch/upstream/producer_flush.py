@@ -9,8 +9,17 @@
 - Symptom here: stories and alerts went out, and processed marks were written,
   before the table writes they depend on were on the broker; a crash then left
   a mark vouching for state that was lost.
+- The consumer's commit calls the same flush (``Consumer._commit_offsets``,
+  ``faust/transport/consumer.py`` line 1073: ``await self.app.producer.flush()``
+  before ``self._commit(...)``), so an offset could be committed while
+  changelog writes of the records it covers still waited in the buffer; a
+  worker killed then lost them. The takeover test saw exactly that: a killed
+  worker's de-duplication entries missing, so the survivor forwarded briefs
+  again. :class:`DrainingProducer` makes every flush of the app's producer,
+  the commit's included, wait for the buffer to drain; no offset is committed
+  before every changelog write it caused is acknowledged by the broker.
 - Lets go when Faust's flush drains its buffer whatever the pace of sends;
-  ``tests/test_producer.py`` shows the plain flush returning early.
+  ``tests/unit/test_producer.py`` shows the plain flush returning early.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-__all__ = ["flush_producer"]
+from faust.transport.drivers.aiokafka import Producer as AiokafkaDriverProducer
+
+__all__ = ["DrainingProducer", "drain_buffer", "flush_producer"]
 
 
 class BufferMarker:
@@ -32,6 +43,23 @@ class BufferMarker:
         self.reached.set()
 
 
+async def drain_buffer(buffer) -> None:
+    """Wait until every record put in Faust's send ``buffer`` so far has been handed on to the transport."""
+    if not buffer.started or buffer.should_stop:
+        return  # nothing sends from a buffer that does not run: there is nothing to wait for
+    marker = BufferMarker()
+    buffer.put(marker)
+    await marker.reached.wait()
+
+
+class DrainingProducer(AiokafkaDriverProducer):
+    """Faust's aiokafka producer whose flush first drains its send buffer."""
+
+    async def flush(self) -> None:
+        await drain_buffer(self.buffer)
+        await super().flush()
+
+
 async def flush_producer(producer) -> None:
     """Wait until every record sent so far, table changelog records included, is on the broker.
 
@@ -39,7 +67,5 @@ async def flush_producer(producer) -> None:
     without a send, as they can on a busy worker, and does not wait for the
     record its sender has taken from the buffer and not yet handed on.
     """
-    marker = BufferMarker()
-    producer.buffer.put(marker)
-    await marker.reached.wait()
+    await drain_buffer(producer.buffer)
     await producer.flush()
