@@ -39,14 +39,20 @@ def brief_ids(settings) -> list[str]:
     return [record.key.decode() for record in run(read_topic(settings, settings.topic_briefs))]
 
 
+def candidate_places(settings) -> dict[str, list[tuple[int, int]]]:
+    """Brief id → (partition, offset) of every candidate record that carried it."""
+    carried = defaultdict(list)
+    for record in run(read_topic(settings, settings.topic_candidates)):
+        carried[record.key.decode()].append((record.partition, record.offset))
+    return carried
+
+
 def assert_every_brief_published(settings, expected: set[str]) -> list[str]:
     """Every expected brief is on wire.briefs; if not, say where the missing ones got to."""
     published = brief_ids(settings)
     missing = expected - set(published)
     if missing:
-        carried = defaultdict(list)
-        for record in run(read_topic(settings, settings.topic_candidates)):
-            carried[record.key.decode()].append((record.partition, record.offset))
+        carried = candidate_places(settings)
         raise AssertionError(
             f"{len(missing)} briefs never published; candidate records (partition, offset) of each: "
             f"{sorted(carried.get(brief, []) for brief in missing)}"
@@ -60,9 +66,7 @@ def assert_no_brief_forwarded_again(settings, published_before: list[str]) -> No
     published = brief_ids(settings)
     again = sorted(brief for brief, count in Counter(published).items() if count > Counter(published_before)[brief])
     if again:
-        carried = defaultdict(list)
-        for record in run(read_topic(settings, settings.topic_candidates)):
-            carried[record.key.decode()].append((record.partition, record.offset))
+        carried = candidate_places(settings)
         raise AssertionError(
             f"{len(again)} briefs forwarded again ({len(published)} records where {len(published_before)} were); "
             f"candidate records (partition, offset) of each: {[(brief, carried.get(brief, [])) for brief in again]}"
