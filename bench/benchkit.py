@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from wirewatch.models import Envelope
-from wirewatch.settings import Settings
 from wirewatch.offline.simulation import Scenario, simulate
+from wirewatch.settings import Settings
 
 __all__ = [
     "BOOTSTRAP",

@@ -50,14 +50,22 @@ import uuid
 
 import orjson
 from aiokafka import AIOKafkaProducer
-
-from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, count_records, create_topics, runs_stories, simulated_pages,
-                      topics_removed_after, worker_env, workers)
-from wirewatch.models import Envelope
-from wirewatch.core.pipeline import parse_envelope
-from wirewatch.settings import Settings
+from benchkit import (
+    BOOTSTRAP,
+    LOG_APPEND_TIME,
+    count_records,
+    create_topics,
+    runs_stories,
+    simulated_pages,
+    topics_removed_after,
+    worker_env,
+    workers,
+)
 
 from kafka_helpers import read_topic  # noqa: E402  (benchkit puts tests/ on the path)
+from wirewatch.core.pipeline import parse_envelope
+from wirewatch.models import Envelope
+from wirewatch.settings import Settings
 
 PARTITIONS = 4
 FRACTIONS = (0.5, 0.9)

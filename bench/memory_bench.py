@@ -26,10 +26,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from wirewatch.core.engine import create_engine
-from wirewatch.models import ClusterInput
 from wirewatch.core.pipeline import FirstSightings, RecentIds
-from wirewatch.settings import Settings
+from wirewatch.models import ClusterInput
 from wirewatch.offline.simulation import Scenario, simulate
+from wirewatch.settings import Settings
 
 CHECKPOINTS = (10_000, 100_000, 250_000, 500_000, 1_000_000)
 BRIEFS_PER_HOUR = 400

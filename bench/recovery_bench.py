@@ -35,11 +35,19 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from benchkit import (count_records, fill, simulated_pages, topic_names, topics_removed_after, wait_for_output,
-                      worker_env)
+from benchkit import (
+    count_records,
+    fill,
+    simulated_pages,
+    topic_names,
+    topics_removed_after,
+    wait_for_output,
+    worker_env,
+)
+
 from kafka_helpers import WorkerProcess, free_port
-from wirewatch.models import Envelope
 from wirewatch.core.pipeline import parse_envelope
+from wirewatch.models import Envelope
 
 PARTITIONS = 4
 STORES = ("memory://", "rocksdb://")

@@ -42,8 +42,8 @@ def main() -> None:
 
     from wirewatch.core.engine import EngineState, create_engine
     from wirewatch.models import ClusterInput
-    from wirewatch.settings import Settings
     from wirewatch.offline.simulation import Scenario, simulate
+    from wirewatch.settings import Settings
 
     start = datetime(2026, 3, 2, tzinfo=timezone.utc)
     settings = Settings()

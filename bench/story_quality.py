@@ -24,15 +24,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "streams"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tfidf_reference import read_labelled, score as reference_score  # noqa: E402
+from tfidf_reference import read_labelled  # noqa: E402
+from tfidf_reference import score as reference_score
 
 REFERENCE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 
 def run_engine(records: list[dict]) -> dict:
     from wirewatch.core.engine import create_engine
-    from wirewatch.offline.evaluation import resolve_merges, score_clusters
     from wirewatch.models import ClusterInput
+    from wirewatch.offline.evaluation import resolve_merges, score_clusters
     from wirewatch.settings import Settings
 
     started = time.perf_counter()

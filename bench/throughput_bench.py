@@ -52,11 +52,24 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from benchkit import (BOOTSTRAP, LOG_APPEND_TIME, REPO, append_time_span, create_topics, fill, runs_stories,
-                      simulated_pages, topics_removed_after, wait_for_output, wait_until_group_stable, worker_env,
-                      workers)
-from wirewatch.models import Envelope
+from benchkit import (
+    BOOTSTRAP,
+    LOG_APPEND_TIME,
+    REPO,
+    append_time_span,
+    create_topics,
+    fill,
+    runs_stories,
+    simulated_pages,
+    topics_removed_after,
+    wait_for_output,
+    wait_until_group_stable,
+    worker_env,
+    workers,
+)
+
 from wirewatch.core.pipeline import parse_envelope
+from wirewatch.models import Envelope
 
 PARTITIONS = 4
 SETTLE_SECONDS = 8.0

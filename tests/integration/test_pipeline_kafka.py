@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from kafka_helpers import free_port, metric_total, produce, read_topic, run, scrape_metrics, wait_until_drained
-from wirewatch.models import Brief, DeadLetter, Envelope
 from wirewatch.core.parser import parse_page
+from wirewatch.models import Brief, DeadLetter, Envelope
 
 pytestmark = pytest.mark.kafka
 

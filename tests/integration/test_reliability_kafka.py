@@ -9,9 +9,18 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from kafka_helpers import drain_restarting_a_stalled_worker, free_port, metric_total, produce_many, read_topic, run, scrape_metrics, wait_until_drained
-from wirewatch.models import Alert, DeadLetter, Envelope
+from kafka_helpers import (
+    drain_restarting_a_stalled_worker,
+    free_port,
+    metric_total,
+    produce_many,
+    read_topic,
+    run,
+    scrape_metrics,
+    wait_until_drained,
+)
 from wirewatch.core.pipeline import parse_envelope
+from wirewatch.models import Alert, DeadLetter, Envelope
 from wirewatch.offline.simulation import Scenario, simulate
 
 pytestmark = pytest.mark.kafka

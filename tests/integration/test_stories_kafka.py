@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kafka_helpers import free_port, metric_total, read_topic, run, scrape_metrics, wait_until_drained
-from wirewatch.topology.app import changelog_topics, create_app
-from wirewatch.models import Alert, Story
 from wirewatch.core.parser import parse_page
+from wirewatch.models import Alert, Story
 from wirewatch.settings import Settings
+from wirewatch.topology.app import changelog_topics, create_app
 
 pytestmark = pytest.mark.kafka
 

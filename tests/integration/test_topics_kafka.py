@@ -50,6 +50,7 @@ async def _describe(settings: Settings, names: list[str]):
 def test_the_offset_reader_keeps_its_connections_and_reconnects_after_a_failure(wirewatch_settings):
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaConnectionError
+
     from kafka_helpers import produce
     from wirewatch.service.kafka import OffsetReader
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+
 from kafka_helpers import metric_total, produce, read_topic, run, scrape_metrics, wait_until_drained
 
 pytestmark = pytest.mark.kafka

@@ -8,9 +8,9 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from faust.types import TP
 from faust.types.tuples import Message
 
-from wirewatch.topology.app import create_app
 from wirewatch.core.ordering import Admission, OffsetOrder
 from wirewatch.settings import Settings
+from wirewatch.topology.app import create_app
 
 PARTITION = ("wire.raw", 0)
 RAW = "consumer-test.wire.raw"

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from wirewatch.errors import ParseError
 from wirewatch.core.parser import _dateline_ahead, _item, brief_id, clear_caches, parse_age, parse_page
+from wirewatch.errors import ParseError
 
 FETCHED = datetime(2026, 1, 21, 14, 40, 37, tzinfo=timezone.utc)
 

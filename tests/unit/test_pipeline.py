@@ -11,11 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wirewatch.errors import DecodeError, ParseError
-from wirewatch.models import Brief
 from wirewatch.core.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
-from wirewatch.models import DeadLetter
 from wirewatch.core.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, read_brief, split_record
+from wirewatch.errors import DecodeError, ParseError
+from wirewatch.models import Brief, DeadLetter
 
 STAMP = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 NOW = STAMP + timedelta(minutes=1)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from wirewatch.core.engine import create_engine
-from wirewatch.models import ClusterInput
-from wirewatch.core.parser import parse_page
 from wirewatch.cli.render import human_line
-from wirewatch.settings import Settings
+from wirewatch.core.engine import create_engine
+from wirewatch.core.parser import parse_page
 from wirewatch.core.spikes import expected_text
+from wirewatch.models import ClusterInput
+from wirewatch.settings import Settings
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from wirewatch.offline.backtest import read_counts, run_backtest
 from wirewatch.core.clustering import ClusterConfig
 from wirewatch.core.engine import EngineState, HeldWrites, StoryEngine
-from wirewatch.models import ClusterInput
 from wirewatch.core.parser import parse_page
 from wirewatch.core.spikes import (
     DetectorConfig,
@@ -28,6 +26,8 @@ from wirewatch.core.spikes import (
 )
 from wirewatch.core.terms import AliasTable, LanguageDetector, TermExtractor
 from wirewatch.core.windows import HoppingCounts, HoppingWindows
+from wirewatch.models import ClusterInput
+from wirewatch.offline.backtest import read_counts, run_backtest
 
 FETCHED = datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc)
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()
@@ -667,7 +667,7 @@ class TestRealStories:
 
 
 def test_two_stories_that_converge_merge_into_the_larger():
-    from wirewatch.core.clustering import Clusterer, ClusterConfig
+    from wirewatch.core.clustering import ClusterConfig, Clusterer
     from wirewatch.core.terms import BriefTerms
 
     clusterer = Clusterer(ClusterConfig(similarity=0.3, merge_similarity=0.3), {})
@@ -688,7 +688,7 @@ def test_two_stories_that_converge_merge_into_the_larger():
 
 
 def test_stories_far_apart_in_time_do_not_merge_or_join():
-    from wirewatch.core.clustering import Clusterer, ClusterConfig
+    from wirewatch.core.clustering import ClusterConfig, Clusterer
     from wirewatch.core.terms import BriefTerms
 
     clusterer = Clusterer(ClusterConfig(similarity=0.3, time_scale=3600.0, ttl=30 * 86400.0), {})

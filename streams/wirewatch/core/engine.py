@@ -33,8 +33,8 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .clustering import ClusterConfig, Clusterer, heaviest
 from ..models import Alert, ClusterInput, CountSeries, Story
+from .clustering import ClusterConfig, Clusterer, heaviest
 from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts

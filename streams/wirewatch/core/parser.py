@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from ..errors import ParseError
-from .markup import html_to_text, looks_like_html
 from ..models import Brief, Precision
+from .markup import html_to_text, looks_like_html
 
 __all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE", "clear_caches"]
 

@@ -7,13 +7,12 @@ what the offline command prints is what the worker publishes.
 from __future__ import annotations
 
 import base64
-
-import orjson
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from pydantic import ValidationError
 
 from ..errors import DecodeError, RejectedInput

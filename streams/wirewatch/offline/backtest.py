@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable
-from typing import TextIO
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from statistics import median
+from typing import TextIO
 
 from ..core.engine import EngineState, SpikeTracker
-from ..models import Alert
 from ..core.spikes import DetectorConfig
+from ..models import Alert
 
 __all__ = ["CountRow", "read_counts", "run_backtest", "config_for_cadence"]
 
