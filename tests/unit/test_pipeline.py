@@ -205,8 +205,21 @@ def test_first_sightings_forward_an_id_once_and_again_only_for_the_record_that_f
     sightings = FirstSightings(table, retention=24 * HOUR)
     assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is True
     assert sightings.sight("a", partition=0, offset=9, fetched_at=2 * HOUR) is False  # a later snapshot
-    assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is True  # the same record read again
+    # The same record read again by a process that took over after a crash: its brief may never have gone out.
+    after_a_crash = FirstSightings(table, retention=24 * HOUR)
+    assert after_a_crash.sight("a", partition=0, offset=5, fetched_at=HOUR) is True
     assert table == {"a": [HOUR, 0, 5, HOUR]}
+
+
+def test_first_sightings_let_a_record_through_once_per_process_whatever_rebalances_come():
+    # A record processed while a rebalance came has its ack discarded and is read again by the same
+    # worker: its brief is already on its way and must not be forwarded twice.
+    table: dict[str, list] = {}
+    sightings = FirstSightings(table, retention=24 * HOUR)
+    assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is True
+    sightings.reload()  # what a rebalance does
+    assert sightings.sight("a", partition=0, offset=5, fetched_at=HOUR) is False
+    assert sightings.sight("b", partition=1, offset=5, fetched_at=HOUR) is True, "places are per partition"
 
 
 def test_first_sightings_forget_an_id_once_its_partition_has_moved_on_past_the_retention():

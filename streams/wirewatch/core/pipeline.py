@@ -288,9 +288,11 @@ class FirstSightings:
     being processed, which for a table keyed like its topic is the entry's own.
     """
 
-    def __init__(self, table: MutableMapping[str, list], retention: float) -> None:
+    def __init__(self, table: MutableMapping[str, list], retention: float, *, remember: int = 100_000) -> None:
         self.table = table
         self.retention = retention
+        #: "partition:offset" of the candidates this process has let through, whatever rebalances came since.
+        self._let_through = RecentIds(remember)
         self._clocks: dict[int, float] = {}
         #: Per partition, (recorded_at, brief id) of its entries, oldest first; None until read from the table.
         self._queues: dict[int, deque[tuple[float, str]]] | None = None
@@ -298,8 +300,12 @@ class FirstSightings:
     def sight(self, brief_id: str, *, partition: int, offset: int, fetched_at: float) -> bool:
         """Record the candidate at ``partition``/``offset``; True when it is the first to carry ``brief_id``.
 
-        True also for that same record read again (after a crash before its
-        offset was committed, when its brief may not have been forwarded).
+        True also for that same record read again by another process (after a
+        crash before its offset was committed, when its brief may not have been
+        forwarded), but not when this process let it through before: a record
+        processed while a rebalance came, whose ack does not count, is read
+        again by the worker that still holds its partition, and its brief,
+        already on its way, must not be forwarded twice.
         """
         queue = self._queue(partition)
         clock = self._clocks[partition] = max(self._clocks.get(partition, fetched_at), fetched_at)
@@ -308,11 +314,13 @@ class FirstSightings:
             _, expired = queue.popleft()
             if expired in self.table:
                 del self.table[expired]
+        place = f"{partition}:{offset}"
         seen = self.table.get(brief_id)
         if seen is not None:
-            return seen[1:3] == [partition, offset]
+            return seen[1:3] == [partition, offset] and self._let_through.add(place)
         self.table[brief_id] = [fetched_at, partition, offset, clock]
         queue.append((clock, brief_id))
+        self._let_through.add(place)
         return True
 
     def reload(self) -> None:

@@ -30,7 +30,7 @@ def declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, t
         partitions=settings.topic_partitions,
         help="Brief id → [fetched_at, partition, offset, recorded_at] of the candidate that first carried it.",
     )
-    sightings = FirstSightings(first_seen, settings.brief_id_retention_seconds)
+    sightings = FirstSightings(first_seen, settings.brief_id_retention_seconds, remember=settings.recent_brief_ids)
 
     publish_dead_letter = dead_letter_publisher(metrics, topics.dead_letters)
 
