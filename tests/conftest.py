@@ -50,6 +50,9 @@ class LocalBroker:
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
         self.sasl_port = free_port()
+        self.tls_port = free_port()
+        #: The CA that signed the TLS listener's certificate, made with the storage.
+        self.tls_ca = data_dir / "tls" / "ca.pem"
         self.env = {
             **os.environ,
             "KAFKA_PORT": str(self.port),
@@ -57,6 +60,7 @@ class LocalBroker:
             "KAFKA_SASL_PORT": str(self.sasl_port),
             "KAFKA_SASL_USER": self.sasl_user,
             "KAFKA_SASL_PASSWORD": self.sasl_password,
+            "KAFKA_TLS_PORT": str(self.tls_port),
             "KAFKA_DATA_DIR": str(data_dir),
         }
 

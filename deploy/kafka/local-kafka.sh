@@ -18,6 +18,9 @@
 #   KAFKA_SASL_PORT        also listen for SASL_PLAINTEXT here (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)
 #   KAFKA_SASL_USER, KAFKA_SASL_PASSWORD   the SASL user created with the storage
 #                          (default wirewatch / wirewatch-secret; development only)
+#   KAFKA_TLS_PORT         also listen for SSL (TLS) here, with a certificate for 127.0.0.1 and
+#                          localhost signed by a CA made with the storage; clients trust
+#                          KAFKA_DATA_DIR/tls/ca.pem (development only)
 #   WIREWATCH_CACHE_DIR    where jars are cached                  (default .cache at the repo root)
 set -euo pipefail
 
@@ -32,6 +35,8 @@ data_dir="${KAFKA_DATA_DIR:-$cache_dir/kafka/data-$port}"
 pid_file="$data_dir/broker.pid"
 start_timeout="${KAFKA_START_TIMEOUT:-90}"
 sasl_port="${KAFKA_SASL_PORT:-}"
+tls_port="${KAFKA_TLS_PORT:-}"
+tls_dir="$data_dir/tls"
 sasl_user="${KAFKA_SASL_USER:-wirewatch}"
 sasl_password="${KAFKA_SASL_PASSWORD:-wirewatch-secret}"
 
@@ -84,6 +89,10 @@ write_config() {
     listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
     advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
   fi
+  if [[ -n "$tls_port" ]]; then
+    listeners="$listeners,SSL://127.0.0.1:$tls_port"
+    advertised="$advertised,SSL://127.0.0.1:$tls_port"
+  fi
   cat >"$data_dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -92,7 +101,7 @@ listeners=$listeners
 advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
 log.dirs=$data_dir/logs
 num.partitions=1
 auto.create.topics.enable=true
@@ -119,6 +128,39 @@ listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.com
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
 EOF
   fi
+  if [[ -n "$tls_port" ]]; then
+    cat >>"$data_dir/server.properties" <<EOF
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls_dir/broker.p12
+ssl.keystore.password=$(cat "$tls_dir/password")
+ssl.client.auth=none
+EOF
+  fi
+}
+
+# A CA of its own and a broker certificate it signs, for 127.0.0.1 and localhost; made once per data folder.
+make_certificates() {
+  [[ -f "$tls_dir/broker.p12" ]] && return 0
+  command -v keytool >/dev/null || die "keytool (Java) is required for KAFKA_TLS_PORT"
+  rm -rf "$tls_dir"
+  mkdir -p "$tls_dir"
+  local password
+  password="$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "$password" >"$tls_dir/password"
+  local keytool=(keytool -storetype PKCS12 -storepass "$password" -keypass "$password")
+  "${keytool[@]}" -genkeypair -keystore "$tls_dir/ca.p12" -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
+    -dname "CN=wirewatch development CA" -ext bc:c -ext ku:c=keyCertSign,cRLSign >/dev/null 2>&1
+  "${keytool[@]}" -exportcert -rfc -keystore "$tls_dir/ca.p12" -alias ca -file "$tls_dir/ca.pem" >/dev/null 2>&1
+  "${keytool[@]}" -genkeypair -keystore "$tls_dir/broker.p12" -alias broker -keyalg RSA -keysize 2048 \
+    -validity 3650 -dname "CN=localhost" >/dev/null 2>&1
+  "${keytool[@]}" -certreq -keystore "$tls_dir/broker.p12" -alias broker -file "$tls_dir/broker.csr" >/dev/null 2>&1
+  "${keytool[@]}" -gencert -keystore "$tls_dir/ca.p12" -alias ca -infile "$tls_dir/broker.csr" -rfc \
+    -outfile "$tls_dir/broker.pem" -validity 3650 -ext SAN=ip:127.0.0.1,dns:localhost \
+    -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth >/dev/null 2>&1
+  "${keytool[@]}" -importcert -noprompt -keystore "$tls_dir/broker.p12" -alias ca -file "$tls_dir/ca.pem" >/dev/null 2>&1
+  "${keytool[@]}" -importcert -noprompt -keystore "$tls_dir/broker.p12" -alias broker -file "$tls_dir/broker.pem" \
+    >/dev/null 2>&1 || die "could not make the TLS certificates in $tls_dir"
+  say "made a development CA ($tls_dir/ca.pem) and a broker certificate for 127.0.0.1"
 }
 
 start() {
@@ -134,6 +176,9 @@ start() {
     rm -rf "$data_dir"
   fi
   mkdir -p "$data_dir"
+  if [[ -n "$tls_port" ]]; then
+    make_certificates
+  fi
   write_config
   if [[ ! -f "$data_dir/logs/meta.properties" ]]; then
     local cluster_id

@@ -294,6 +294,45 @@ def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaki
     assert b"not-the-password" not in refused.stderr + refused.stdout
 
 
+def test_a_worker_connects_over_tls_and_a_client_refuses_a_broker_its_ca_did_not_sign(
+    local_broker, wirewatch_settings, wirewatch_env, start_worker, seed_page, tmp_path
+):
+    if local_broker is None:
+        pytest.skip("needs the test run's own broker, which has a TLS listener and the CA that signed it")
+    import os
+    import subprocess
+    import sys
+
+    tls = {
+        **wirewatch_env,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.tls_port}",
+        "WIREWATCH_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "WIREWATCH_KAFKA_SSL_CAFILE": str(local_broker.tls_ca),
+    }
+    start_worker(tls)
+    produced = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "seed"],
+        input=seed_page.encode(), env={**os.environ, **tls}, capture_output=True,
+    )
+    assert produced.returncode == 0, produced.stderr
+    records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
+    assert len({r.key for r in records}) == 8
+
+    # A CA of another's: the broker's certificate does not verify, and the client says so.
+    other = tmp_path / "other-ca"
+    store = ["-keystore", f"{other}.p12", "-storetype", "PKCS12", "-storepass", "other-pass", "-alias", "ca"]
+    subprocess.run(["keytool", "-genkeypair", *store, "-keyalg", "RSA", "-dname", "CN=another CA", "-ext", "bc:c"],
+                   check=True, capture_output=True)
+    subprocess.run(["keytool", "-exportcert", "-rfc", *store, "-file", f"{other}.pem"], check=True, capture_output=True)
+    wrong = {**tls, "WIREWATCH_KAFKA_SSL_CAFILE": f"{other}.pem", "WIREWATCH_BROKER_WAIT_TIMEOUT": "5"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-"], input=b"x", env={**os.environ, **wrong},
+        capture_output=True, timeout=60,
+    )
+    assert refused.returncode == 1
+    assert b"CERTIFICATE_VERIFY_FAILED" in refused.stderr and b"no Kafka broker answered" in refused.stderr
+
+
 def test_a_rocksdb_worker_restarts_from_local_state_and_still_expires_windows(
     wirewatch_settings, wirewatch_env, start_worker, tmp_path
 ):
