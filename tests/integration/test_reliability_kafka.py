@@ -244,6 +244,22 @@ def test_soak_good_in_equals_briefs_out_and_bad_in_equals_dead_letters_out(
     assert worker.rss_bytes() < 1024**3
 
 
+def seed_briefs_through(env: dict[str, str], settings, seed_page: str) -> list:
+    """Produce the seed page with ``wirewatch produce`` in ``env`` (a secured listener) and wait for its 8 briefs."""
+    import os
+    import subprocess
+    import sys
+
+    produced = subprocess.run(
+        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "seed"],
+        input=seed_page.encode(), env={**os.environ, **env}, capture_output=True,
+    )
+    assert produced.returncode == 0, produced.stderr
+    records = run(read_topic(settings, settings.topic_briefs, at_least=8))
+    assert len({r.key for r in records}) == 8
+    return records
+
+
 def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaking(
     local_broker, wirewatch_settings, wirewatch_env, start_worker, seed_page
 ):
@@ -262,13 +278,7 @@ def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaki
         "WIREWATCH_KAFKA_SASL_PASSWORD": local_broker.sasl_password,
     }
     worker = start_worker(sasl)
-    produced = subprocess.run(
-        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "seed"],
-        input=seed_page.encode(), env={**os.environ, **sasl}, capture_output=True,
-    )
-    assert produced.returncode == 0, produced.stderr
-    records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
-    assert len({r.key for r in records}) == 8
+    records = seed_briefs_through(sasl, wirewatch_settings, seed_page)
     assert local_broker.sasl_password not in worker.log()
     tailed = subprocess.run(
         [sys.executable, "-m", "wirewatch", "tail", wirewatch_settings.topic_briefs, "--max-records", "8", "--json"],
@@ -310,13 +320,7 @@ def test_a_worker_connects_over_tls_and_a_client_refuses_a_broker_its_ca_did_not
         "WIREWATCH_KAFKA_SSL_CAFILE": str(local_broker.tls_ca),
     }
     start_worker(tls)
-    produced = subprocess.run(
-        [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "seed"],
-        input=seed_page.encode(), env={**os.environ, **tls}, capture_output=True,
-    )
-    assert produced.returncode == 0, produced.stderr
-    records = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8))
-    assert len({r.key for r in records}) == 8
+    seed_briefs_through(tls, wirewatch_settings, seed_page)
 
     # A CA of another's: the broker's certificate does not verify, and the client says so.
     other = tmp_path / "other-ca"
