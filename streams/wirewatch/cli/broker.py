@@ -184,7 +184,7 @@ def _worker_class(source_topics: frozenset[str]):
 
     import faust
 
-    from ..topology.app import flow_state
+    from ..topology.watchdogs import flow_state
 
     class Worker(faust.Worker):
         """Faust's worker; ``kill -USR1`` logs the consumer's flow state and offsets before Faust's dump of every task."""

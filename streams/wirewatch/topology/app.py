@@ -1,9 +1,9 @@
-"""The Faust application: topics, tables and the agents that wire them to the core.
+"""The Faust application factory: topics, then each stage's agents and tables, then the watchdogs.
 
 :func:`create_app` builds one independent app per settings object, so tests
-and tools can run several side by side. Agents stay thin: every decision is
-made in :mod:`wirewatch.core.pipeline`, :mod:`wirewatch.core.parser` and
-:mod:`wirewatch.core.engine`.
+and tools can run several side by side. The agents live in
+:mod:`.brief_stages` and :mod:`.story_stage`, the timers in
+:mod:`.watchdogs`; every decision is made in :mod:`wirewatch.core`.
 
 Topology::
 
@@ -30,8 +30,9 @@ the story engine's CPU work a process of its own keeps it off the briefs' path.
 Every send is ``force=True``: sent at once rather than attached to the source
 offset, which Faust would only publish at the next commit (up to
 ``commit_interval`` later, on every hop). Faust flushes the producer before it
-commits an offset, so what was sent for a record is on the broker before the
-record counts as done: still at least once.
+commits an offset, and the app's producer drains its send buffer on every
+flush (:mod:`wirewatch.upstream.producer_flush`), so what was sent for a
+record is on the broker before the record counts as done: still at least once.
 
 The web server (Faust's, on ``web_port``) serves ``/metrics``, ``/health``,
 ``/ready``, the desk page at ``/`` and its data at ``/api/desk``; all read-only.
@@ -39,23 +40,16 @@ The web server (Faust's, on ``web_port``) serves ``/metrics``, ``/health``,
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import faust
-import orjson
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 from faust.types import TableT
 from mode.utils.times import want_seconds
 
 from ..core.engine import StoryEngine
-from ..core.progress import StallWatch
 from ..service.desk import DeskView
-from ..service.kafka import OffsetReader, TopicSpec
+from ..service.kafka import TopicSpec
 from ..service.metrics import Metrics
 from ..service.web import WirewatchWeb, add_views
 from ..settings import Settings
@@ -64,11 +58,9 @@ from ..upstream.producer_flush import DrainingProducer
 from .brief_stages import declare_brief_stages
 from .story_stage import declare_story_stage
 from .topics import STORY_SHARD_KEY, Topics, bytes_topic
+from .watchdogs import declare_desk_feed, declare_watchdogs
 
-__all__ = ["WirewatchApp", "create_app", "changelog_topics", "flow_state", "STORY_SHARD_KEY"]
-
-#: How often the worker looks for subscribed topics the cluster metadata lacks (cheap: no request unless one is).
-_MISSING_TOPICS_CHECK_SECONDS = 2.0
+__all__ = ["WirewatchApp", "create_app", "changelog_topics", "STORY_SHARD_KEY"]
 
 log = logging.getLogger(__name__)
 
@@ -170,115 +162,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         source_topics.add(settings.topic_story_input)
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
-    # Stalled: fetch again from the committed offsets. Still stuck as long again: /health says 503.
-    stalls = StallWatch(settings.stall_seconds)
-    stuck = StallWatch(2 * settings.stall_seconds)
-
-    offsets = OffsetReader(settings, settings.group_id)
-
-    @app.on_before_shutdown.connect
-    async def close_offset_reader(sender, **kwargs) -> None:
-        await offsets.close()
-
-    @app.timer(settings.consumer_lag_interval_seconds)
-    async def measure_consumer_lag() -> None:
-        """Lag of each assigned source partition (its end offset minus the group's committed offset), then stalls."""
-        # Only the topics agents consume are committed; changelog partitions are read, never committed.
-        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assigned(source_topics)]
-        if not assigned:
-            metrics.set_consumer_lag({})
-            return
-        try:
-            ends, committed = await offsets.read(assigned)
-        except (KafkaError, OSError) as error:
-            # An exception escaping a Faust timer stops the whole worker; a missed
-            # reading while the cluster is away does not matter.
-            log.info("consumer lag not measured this round: %s", error)
-            return
-        metrics.set_consumer_lag({tp: max(ends[tp] - committed.get(tp, 0), 0) for tp in assigned})
-        now = time.monotonic()
-        newly_stalled = stalls.observe(now, ends, committed)
-        newly_stuck = stuck.observe(now, ends, committed)
-        metrics.stalled_partitions.set(len(stalls.stalled))
-        if newly_stalled:
-            await fetch_stalled_again(newly_stalled, committed)
-        if newly_stuck:
-            log.warning("still no progress on %s after fetching again; /health now says 503", sorted(newly_stuck))
-
-    async def fetch_stalled_again(partitions: set[tuple[str, int]], committed: dict[tuple[str, int], int]) -> None:
-        try:
-            state = flow_state(app, partitions)
-        except Exception as error:  # a diagnostic must not take the worker down
-            state = {"unavailable": repr(error)}
-        log.warning(
-            "no progress for %.0f s on %s although records wait; fetching them again from the committed "
-            "offsets. Consumer flow: %s",
-            settings.stall_seconds, sorted(partitions), state,
-        )
-        # This has ended most stalls seen so far (a fetcher past dropped records, a commit held up by
-        # offsets never acked), though not every one: those the liveness restart ends.
-        for topic, partition in sorted(partitions):
-            await app.consumer.seek(TopicPartition(topic, partition), committed.get((topic, partition), 0))
-
-    stranded = StallWatch(settings.stranded_seconds)
-
-    @app.timer(settings.stranded_seconds / 2)
-    async def read_stranded_records_again() -> None:
-        """Read a source partition again where records are stranded (see ``GuardedConsumer.stranded``).
-
-        Sooner than the stall watch, which sees only that the group's committed offset stands still.
-        """
-        consumer = app.consumer
-        if app.rebalancing or app.in_recovery:
-            return
-        found = consumer.stranded(source_topics)
-        newly = stranded.observe(
-            time.monotonic(),
-            {partition: beyond for partition, (_, beyond, _) in found.items()},
-            {partition: start for partition, (start, _, _) in found.items()},
-        )
-        for topic, partition in sorted(newly):
-            start, beyond, how = found[(topic, partition)]
-            log.warning("%s[%s]: records from offset %s stranded for %.0f s (%s; %s is further on); "
-                        "reading again from %s", topic, partition, start, settings.stranded_seconds, how, beyond, start)
-            metrics.stranded_reads.labels(topic).inc()
-            await consumer.seek(TopicPartition(topic, partition), start)
-
-    @app.timer(_MISSING_TOPICS_CHECK_SECONDS)
-    async def ask_for_missing_topics() -> None:
-        """Join again with every topic once the cluster knows them all (see ``GuardedConsumer.ask_for_missing_topics``)."""
-        try:
-            missing = await app.consumer.ask_for_missing_topics()
-        except (KafkaError, OSError) as error:
-            log.info("topic metadata not refreshed this round: %s", error)
-            return
-        if missing:
-            log.warning("topics %s are not in the cluster metadata yet; asked the cluster again", ", ".join(missing))
-
-    @app.task
-    async def follow_desk() -> None:
-        """Feed the desk page from every partition of the stories, alerts and briefs topics."""
-        from ..service.kafka import follow_topics
-
-        handlers = {
-            settings.topic_alerts: desk.on_alert,
-            settings.topic_stories: desk.on_story,
-            settings.topic_briefs: desk.on_brief,
-        }
-        while True:
-            try:
-                async for topic, value in follow_topics(
-                    settings, list(handlers), since_seconds=settings.story_ttl_seconds
-                ):
-                    try:
-                        handlers[topic](orjson.loads(value))
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        log.warning("desk: skipped an unreadable record on %s", topic)
-            except (KafkaError, OSError) as error:
-                # The desk must never take the worker down with it: follow again shortly.
-                log.warning("desk: lost the cluster (%s); following again in 5 s", error)
-                await asyncio.sleep(5)
-
+    stuck = declare_watchdogs(app, settings, metrics, frozenset(source_topics))
+    declare_desk_feed(app, settings, desk)
     add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled))
     return WirewatchApp(
         app=app, settings=settings, metrics=metrics, desk=desk, engine=engine, source_topics=frozenset(source_topics)
@@ -303,47 +188,3 @@ def changelog_topics(app: faust.App) -> list[TopicSpec]:
         config.update({key: str(value) for key, value in (topic.config or {}).items()})
         specs.append(TopicSpec(topic.get_topic_name(), config, topic.partitions or app.conf.topic_partitions))
     return specs
-
-
-def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> dict:
-    """What Faust's consumer is doing: which partitions it fetches, pauses or holds back
-    for full stream buffers, the buffers' sizes, and whether flow is stopped; and for each of
-    ``partitions``, where Faust and the fetcher stand. For a stalled worker."""
-    consumer = app.consumer
-    names = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())  # noqa: E731
-    return {
-        "flow_active": consumer.flow_active,
-        "flow_control_active": app.flow_control.is_active(),
-        "in_recovery": app.in_recovery,
-        "rebalancing": app.rebalancing,
-        "assigned": names(consumer.assignment()),
-        "active": names(getattr(consumer, "_active_partitions", None)),
-        "paused": names(getattr(consumer, "_paused_partitions", None)),
-        "held_for_full_buffers": names(getattr(consumer, "_buffered_partitions", None)),
-        # (size, pressure-drop callbacks waiting) per stream buffer
-        "stream_buffers": {
-            str(topic): (queue.qsize(), len(queue._pending_pressure_drop_callbacks))
-            for topic in list(app.topics._topics)
-            if (queue := getattr(topic, "_queue", None)) is not None
-        },
-        "partitions": {f"{topic}[{partition}]": _partition_offsets(consumer, TopicPartition(topic, partition))
-                       for topic, partition in partitions},
-    }
-
-
-def _partition_offsets(consumer: GuardedConsumer, tp: TopicPartition) -> dict:
-    """Faust's read and committed offsets, its acked offsets not yet committed (how many, the lowest) and its
-    gaps, the offset :class:`GuardedConsumer` hands on next, and the fetcher's position, pause and highwater for
-    ``tp``; and whether fetched records of it wait to be taken. A commit waits while the lowest acked offset
-    is above the committed one."""
-    acked = consumer._acked.get(tp) or ()
-    return {
-        "read": consumer._read_offset.get(tp),
-        "committed": consumer._committed_offset.get(tp),
-        "acked_not_committed": len(acked),
-        "lowest_acked": min(acked, default=None),
-        "gaps": len(consumer._gap.get(tp, ())),
-        "next": consumer.next_offset(tp),
-    } | consumer.fetch_state(tp)
-
-
