@@ -2,7 +2,7 @@
 
 Each module's docstring names the upstream symbol it overrides, the version it
 was written against, where upstream the behaviour lives, the symptom it caused
-here, and what would let it go. ``tests/test_upstream.py`` shows each plain
+here, and what would let it go. ``tests/unit/test_upstream.py`` shows each plain
 upstream behaviour still there (so an upgrade that fixes one is noticed) and
 fails when the installed versions differ from :data:`PROVEN_WITH`.
 

@@ -16,7 +16,7 @@
 - Lets go when upstream commits only runs of done records that start at the
   committed offset, infers no gaps on partitions read in order, and records
   no ack for a record not processed in the current assignment.
-  ``tests/test_upstream.py`` shows the one-record hole with the plain class.
+  ``tests/unit/test_upstream.py`` shows the one-record hole with the plain class.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
   batch's last event twice and never the one it buffered: a hole of one
   record (see :mod:`.consumer`).
 - Lets go when Faust offers a public way to choose the changelog partition of
-  a table write; ``tests/test_upstream.py`` shows the stream's event moving.
+  a table write; ``tests/unit/test_upstream.py`` shows the stream's event moving.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   wall clock and forgets what it must expire after a restart (faust-streaming
   #385), so wirewatch expires windows itself (``FaustWindowCounts``).
 - Lets go when a window without ``expires`` reads as never expiring upstream;
-  ``tests/test_upstream.py`` shows a plain tumbling table still asking to expire.
+  ``tests/unit/test_upstream.py`` shows a plain tumbling table still asking to expire.
 """
 
 from __future__ import annotations
