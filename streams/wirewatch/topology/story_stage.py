@@ -15,7 +15,6 @@ from ..models import Brief, ClusterInput, DeadLetter
 from ..service.metrics import Metrics
 from ..settings import Settings
 from ..upstream.current_event import make_current
-from ..upstream.producer_flush import flush_producer
 from ..upstream.windowed_table import EventTimeWindowedTable
 from .tables import FaustWindowCounts
 from .topics import Topics, dead_letter_publisher, raw_record
@@ -111,7 +110,7 @@ def declare_story_stage(
             # that reads the batch again after a crash, in other batches and so in another order, finds that
             # state and sends them again as they stand, instead of raising an alert of its own beside one
             # that no state remembers.
-            await flush_producer(app.producer)
+            await app.producer.flush()  # a DrainingProducer: the send buffer is drained too
             for result, brief, _ in applied:
                 await publish_outcome(result, brief)
             # Changelog writes to different tables reach the broker in no set

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 from faust.transport.drivers.aiokafka import Producer as AiokafkaDriverProducer
 
-__all__ = ["DrainingProducer", "drain_buffer", "flush_producer"]
+__all__ = ["DrainingProducer", "drain_buffer"]
 
 
 class BufferMarker:
@@ -53,19 +53,9 @@ async def drain_buffer(buffer) -> None:
 
 
 class DrainingProducer(AiokafkaDriverProducer):
-    """Faust's aiokafka producer whose flush first drains its send buffer."""
+    """Faust's aiokafka producer whose flush waits until every record sent so far, table changelog records
+    included, is on the broker: it drains the send buffer first."""
 
     async def flush(self) -> None:
         await drain_buffer(self.buffer)
         await super().flush()
-
-
-async def flush_producer(producer) -> None:
-    """Wait until every record sent so far, table changelog records included, is on the broker.
-
-    Faust's own flush stops waiting for its send buffer once 0.1 s pass
-    without a send, as they can on a busy worker, and does not wait for the
-    record its sender has taken from the buffer and not yet handed on.
-    """
-    await drain_buffer(producer.buffer)
-    await producer.flush()
