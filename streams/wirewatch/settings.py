@@ -127,10 +127,12 @@ class Settings(BaseSettings):
         default=0.05, gt=0, le=1, description="Affinity (cosine damped by the story's quiet time) to join a story."
     )
     story_merge_similarity: float = Field(
-        default=0.15, gt=0, le=1, description="Affinity of two stories at which the larger absorbs the smaller."
+        default=0.12, gt=0, le=1, description="Affinity of two stories at which the larger absorbs the smaller."
     )
     story_time_scale_seconds: float = Field(
-        default=24 * 3600, gt=0, description="A story quiet this long has its affinity to a new brief damped by e."
+        default=6 * 3600,
+        gt=0,
+        description="A story quiet this long, or as long as it has run if longer, has its affinity damped by e.",
     )
     story_ttl_seconds: float = Field(
         default=3 * 24 * 3600, gt=0, description="A story expires after this long without a brief."

@@ -50,8 +50,9 @@ def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env
     assert metric_total(found, "wirewatch_processing_lag_seconds_count") == 8
     assert metric_total(found, "wirewatch_event_lag_seconds_count") == 7, "the lead has no published_at"
     # The seed's 8 briefs make 4 stories: Davos (the 4 Greenland briefs and von der Leyen), the North Korea
-    # lead, the Japanese reactor and Witkoff's trip.
-    assert metric_total(found, "wirewatch_stories_opened_total") == 4
+    # lead, the Japanese reactor and Witkoff's trip. Von der Leyen's brief, two hours before the Greenland
+    # ones, opens a fifth that the Greenland story absorbs.
+    assert metric_total(found, "wirewatch_stories_opened_total") == 5
     assert metric_total(found, "wirewatch_stories_active") == 4
     assert metric_total(found, "wirewatch_alerts_raised_total") == 1
     assert metric_total(found, "wirewatch_table_entries", table="brief-first-seen") == 8

@@ -43,6 +43,18 @@ def engine(extractor, **detector) -> StoryEngine:
     return StoryEngine(extractor, config, ClusterConfig(), EngineState.in_memory(config))
 
 
+def final_stories(stories: StoryEngine, inputs: list[ClusterInput]) -> dict[str, str]:
+    """Brief id → the story that holds it once every brief is in, absorbed stories followed to their survivor."""
+    from wirewatch.offline.evaluation import resolve_merges
+
+    assignments, merges = {}, []
+    for brief in inputs:
+        story = stories.process(brief).story
+        assignments[brief.id] = story.id
+        merges += [(gone, story.id) for gone in story.merged_story_ids]
+    return resolve_merges(assignments, merges)
+
+
 def seed_inputs(seed_page) -> list[ClusterInput]:
     briefs = parse_page(seed_page, fetched_at=FETCHED, source="seed").briefs
     return sorted((ClusterInput.from_brief(b) for b in briefs), key=lambda b: (b.published_at, b.id))
@@ -129,14 +141,14 @@ class TestClustering:
         assert len(story_ids(extractor, texts)) == 3
 
     def test_the_seed_greenland_briefs_share_a_story(self, extractor, seed_page):
-        stories = engine(extractor)
-        assignments = {b.id: stories.process(b).story.id for b in seed_inputs(seed_page)}
+        assignments = final_stories(engine(extractor), seed_inputs(seed_page))
         inputs = seed_inputs(seed_page)
         greenland = {b.id for b in inputs if "Groenland" in b.text}
         assert len(greenland) == 4 and len({assignments[i] for i in greenland}) == 1
         story = assignments[next(iter(greenland))]
-        # Von der Leyen not meeting Trump in Davos is the same Davos story; the North Korea lead, the Japanese
-        # reactor and Witkoff's trip to Moscow are not.
+        # Von der Leyen not meeting Trump in Davos, two hours before, opens a story that the Greenland story
+        # absorbs once they converge; the North Korea lead, the Japanese reactor and Witkoff's trip to Moscow
+        # stay apart.
         davos = {b.id for b in inputs if "von der Leyen" in b.text}
         assert {i for i, s in assignments.items() if s == story} == greenland | davos
         lead = next(b.id for b in inputs if b.headline)
@@ -628,15 +640,8 @@ def labelled(name: str) -> list[dict]:
 
 
 def cluster_labelled(extractor, records: list[dict]) -> dict[str, str]:
-    from wirewatch.offline.evaluation import resolve_merges
-
-    stories = engine(extractor)
-    assignments, merges = {}, []
-    for record in sorted(records, key=lambda r: (r["published_at"], r["id"])):
-        story = stories.process(ClusterInput.model_validate(record)).story
-        assignments[record["id"]] = story.id
-        merges += [(gone, story.id) for gone in story.merged_story_ids]
-    return resolve_merges(assignments, merges)
+    ordered = sorted(records, key=lambda r: (r["published_at"], r["id"]))
+    return final_stories(engine(extractor), [ClusterInput.model_validate(record) for record in ordered])
 
 
 class TestRealStories:

@@ -8,10 +8,14 @@ briefs' unit vectors, cut to its ``max_terms`` heaviest terms. A brief's
 affinity to a story is the cosine of the two, damped by how long the story
 has been quiet::
 
-    affinity = cosine(brief, story) · exp(−gap / time_scale)
+    affinity = cosine(brief, story) · exp(−gap / max(time_scale, span))
 
 where ``gap`` is the distance from the brief's event time to the story's span
-of briefs (0 inside it). The brief joins the story of highest affinity when it
+of briefs (0 inside it) and ``span`` the story's own length, from its first
+brief to its newest. A story keeps its own clock: one that has run for three
+days (an earthquake, a war) forgives a day without a brief, one whose briefs
+all came within an hour (a match, a product launch) is damped within hours,
+and a new story gets ``time_scale`` (6 h). The brief joins the story of highest affinity when it
 reaches its threshold; otherwise it opens ``story-<brief id>``. The threshold
 is ``similarity`` for a brief of up to ``reference_terms`` terms (a headline,
 a tweet) and grows with the square root of its number of terms beyond that:
@@ -53,8 +57,8 @@ __all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine", "heaviest"]
 class ClusterConfig:
     similarity: float = 0.05
     reference_terms: int = 10
-    merge_similarity: float = 0.15
-    time_scale: float = 24 * 3600.0
+    merge_similarity: float = 0.12
+    time_scale: float = 6 * 3600.0
     ttl: float = 3 * 24 * 3600.0
     max_terms: int = 100
     max_topics: int = 30
@@ -198,7 +202,8 @@ class Clusterer:
             dot = sum(weight * centroid.get(term, 0.0) for term, weight in vector.items())
             if dot <= 0.0:
                 continue
-            affinity = dot / (norm * story["norm"]) * math.exp(-gap / config.time_scale)
+            scale = max(config.time_scale, story["last_seen"] - story["first_seen"], last - first)
+            affinity = dot / (norm * story["norm"]) * math.exp(-gap / scale)
             if affinity > best_affinity:
                 best_id, best_affinity = story_id, affinity
         return best_id, best_affinity
@@ -214,7 +219,8 @@ class Clusterer:
         other = self.stories[other_id]
         gap = _gap(story["first_seen"], story["last_seen"], other["first_seen"], other["last_seen"])
         affinity = cosine(story["centroid"], other["centroid"], story["norm"], other["norm"])
-        if affinity * math.exp(-gap / config.time_scale) < config.merge_similarity:
+        scale = max(config.time_scale, story["last_seen"] - story["first_seen"], other["last_seen"] - other["first_seen"])
+        if affinity * math.exp(-gap / scale) < config.merge_similarity:
             return story, []
         # The larger story absorbs the smaller; of two the same size, the older id stays.
         if (-other["count"], other_id) < (-story["count"], story["id"]):
