@@ -44,6 +44,7 @@ a changelog-backed Faust table and offline commands with a dict. Pure Python.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
@@ -99,7 +100,16 @@ def _norm(vector: dict[str, float]) -> float:
 
 def heaviest(weights: dict, limit: int) -> list:
     """The ``limit`` heaviest (key, weight) pairs, heaviest first; ties in key order, so always the same."""
-    return sorted(weights.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    if len(weights) > 2 * limit:
+        # Every brief asks for a story's top terms: find the cut among bare floats first, then sort only the
+        # pairs at or above it (ties at the cut included, so the order is that of the full sort).
+        cut = heapq.nlargest(limit, weights.values())[-1]
+        return sorted(((k, w) for k, w in weights.items() if w >= cut), key=_heaviest_first)[:limit]
+    return sorted(weights.items(), key=_heaviest_first)[:limit]
+
+
+def _heaviest_first(item: tuple) -> tuple:
+    return -item[1], item[0]
 
 
 def _gap(first: float, last: float, other_first: float, other_last: float) -> float:
@@ -259,19 +269,23 @@ class Clusterer:
             merged = dict(heaviest(merged, self.config.max_topics))
         story["topics"] = merged
 
-    def _reindex_story(self, story_id: str, old: Iterable[str], new: Iterable[str]) -> None:
+    def _reindex_story(self, story_id: str, old: dict, new: dict) -> None:
+        """Index the story under the terms ``new`` has and ``old`` had not, and no longer under those it lost.
+
+        The terms both share are indexed already: ``old`` is what the index was last told of the story.
+        """
         index = self._index
-        for term in set(old) - set(new):
+        for term in old.keys() - new.keys():
             holders = index.get(term)
             if holders is not None:
                 holders.discard(story_id)
                 if not holders:
                     del index[term]
-        for term in new:
+        for term in new.keys() - old.keys():
             index.setdefault(term, set()).add(story_id)
 
-    def _unindex(self, story_id: str, terms: Iterable[str]) -> None:
-        self._reindex_story(story_id, terms, ())
+    def _unindex(self, story_id: str, terms: dict) -> None:
+        self._reindex_story(story_id, terms, {})
 
     @staticmethod
     def label(story: dict, limit: int = 3) -> str:
