@@ -61,6 +61,17 @@ def seed_inputs(seed_page) -> list[ClusterInput]:
 
 
 class TestTerms:
+    def test_word_rarity_read_from_the_word_list_equals_wordfreqs_own_lookup(self, seed_page):
+        from wordfreq import zipf_frequency
+
+        from wirewatch.core.terms import _TOKEN, _fold, _zipf
+
+        texts = [seed_page] + [r["text"] for name in ("real-headlines.jsonl", "real-tweets.jsonl") for r in labelled(name)]
+        words = {_fold(word) for text in texts for word in _TOKEN.findall(text)} | {"straße", "ﬁnal", "ıstanbul"}
+        for language in ("en", "nl", "es", "pt", "tl", "tr", "ar"):
+            differing = [word for word in sorted(words) if _zipf(word, language) != zipf_frequency(word, language)]
+            assert not differing, (language, differing[:5])
+
     @pytest.mark.parametrize(
         ("text", "topic"),
         [

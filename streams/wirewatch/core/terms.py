@@ -28,7 +28,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -181,10 +181,52 @@ def term_rarity(term: str, language: str | None) -> float:
     A word used once per billion words scores 8 − 0 = 8; "president" (Zipf
     about 5) scores about 3; a word wordfreq has never seen scores 8.
     """
-    from wordfreq import zipf_frequency
-
-    zipf = max(zipf_frequency(term, language or "en"), zipf_frequency(term, "en"))
+    zipf = max(_zipf(term, language or "en"), _zipf(term, "en"))
     return max(8.0 - zipf, 0.5)
+
+
+def _zipf(word: str, language: str) -> float:
+    """``wordfreq.zipf_frequency(word, language)``, from its word list directly where that gives the same.
+
+    wordfreq tokenises and normalises every word it is asked for (about 10 µs);
+    a case-folded word of Latin letters in a language without special rules
+    is its own single token, so one dictionary lookup answers it.
+    """
+    frequencies = _plain_frequencies(language)
+    if frequencies is None or not word.isalpha() or max(word) >= _LATIN_END or word.casefold() != word:
+        from wordfreq import zipf_frequency
+
+        return zipf_frequency(word, language)
+    frequency = frequencies.get(word)
+    if frequency is None:
+        return 0.0
+    # wordfreq keeps three significant digits and two decimals on the Zipf scale.
+    frequency = round(frequency, math.floor(-math.log10(frequency)) + 3)
+    return round(math.log10(frequency) + 9, 2)
+
+
+_LATIN_END = "\u0250"  # the end of Latin Extended-B
+
+
+@cache
+def _plain_frequencies(language: str) -> dict[str, float] | None:
+    """The word list of ``language`` when wordfreq looks its words up as they are, else None."""
+    from wordfreq import available_languages, get_frequency_dict
+    from wordfreq.language_info import get_language_info
+
+    if language not in available_languages():
+        return None
+    info = get_language_info(language)
+    plain = (
+        info["tokenizer"] == "regex"
+        and info["normal_form"] == "NFC"
+        and not info["remove_marks"]
+        and not info["dotless_i"]
+        and info["diacritics_under"] is None
+        and info["transliteration"] is None
+        and info["lookup_transliteration"] is None
+    )
+    return get_frequency_dict(language) if plain else None
 
 
 _COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such as "Mark" or "Anna" below
