@@ -416,6 +416,24 @@ class SpikeDetector:
             for k in range(size)
         ]
 
+    def _busiest_containing(self, history: TopicHistory, last: float, baseline: Baseline) -> WindowView:
+        """The window of most mentions that contains the step ``last``, the earliest of those tied.
+
+        What ``max`` over :meth:`_windows_containing` gives, for the one window judged at every mention.
+        """
+        config = self.config
+        step, size = config.window_step, config.steps_per_window
+        starts = [last + (k - size + 1) * step for k in range(2 * size - 1)]
+        counts = [history.count_at(start) for start in starts]
+        best = running = sum(counts[:size])
+        best_k = 0
+        for k in range(1, size):
+            running += counts[k + size - 1] - counts[k - 1]
+            if running > best:
+                best, best_k = running, k
+        expected = sum(baseline.level * baseline.factor(start) for start in starts[best_k : best_k + size])
+        return WindowView(starts[best_k], starts[best_k] + config.window_size - 0.1, best, expected)
+
     def recent_steps(
         self, history: TopicHistory, last: float, zipf: float, *, since: float
     ) -> tuple[float, list[int], list[float]]:
@@ -584,7 +602,7 @@ class SpikeDetector:
         """
         config = self.config
         baseline = self.baseline(history, zipf)
-        busiest = max(self._windows_containing(history, self.step_of(timestamp), baseline), key=lambda w: (w.count, -w.start))
+        busiest = self._busiest_containing(history, self.step_of(timestamp), baseline)
         shape = 1.0 / self.inverse_shape(history)
         rises = (
             max(busiest.start - observed_since, 0.0) >= config.warmup

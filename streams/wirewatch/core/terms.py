@@ -226,7 +226,8 @@ def _plain_frequencies(language: str) -> dict[str, float] | None:
         and info["transliteration"] is None
         and info["lookup_transliteration"] is None
     )
-    return get_frequency_dict(language) if plain else None
+    # Called as wordfreq calls it itself, so that both share one cached copy of the list (300,000 words).
+    return get_frequency_dict(language, "best") if plain else None
 
 
 _COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such as "Mark" or "Anna" below
@@ -235,9 +236,7 @@ _COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such a
 @lru_cache(maxsize=100_000)
 def _is_common(word: str, language: str | None) -> bool:
     """A word so frequent in the language (wordfreq) that it is no name: 'Volgens', 'Tijdens'."""
-    from wordfreq import zipf_frequency
-
-    return zipf_frequency(word, language or "en") >= _COMMON_ZIPF
+    return _zipf(_fold(word), language or "en") >= _COMMON_ZIPF
 
 
 @dataclass(frozen=True)
