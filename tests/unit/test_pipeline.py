@@ -12,7 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wirewatch.core.parser import _CITY, _CLOSING_AGE, _DATELINE, _closing_ages, normalise, parse_page
-from wirewatch.core.pipeline import FirstSightings, RawRecord, RecentIds, decode_envelope, read_brief, split_record
+from wirewatch.core.pipeline import (
+    FirstSightings,
+    RawRecord,
+    RecentIds,
+    decode_envelope,
+    in_event_order,
+    read_brief,
+    read_brief_batch,
+    split_record,
+)
 from wirewatch.errors import DecodeError, ParseError
 from wirewatch.models import Brief, DeadLetter
 
@@ -310,3 +319,16 @@ def test_a_brief_written_by_a_newer_version_is_read_and_a_broken_one_is_dead_let
         assert letter.reason == "invalid_brief"
         assert letter.message.startswith("not a brief this version can read (") and problem in letter.message
         assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("candidates", 2, 9)
+
+
+def test_a_story_batch_is_read_in_event_order_with_its_unreadable_records_apart(seed_page):
+    briefs = parse_page(seed_page, fetched_at=datetime(2026, 1, 21, 14, 40, tzinfo=timezone.utc), source="seed").briefs
+    shuffled = [briefs[5], briefs[2], briefs[7], briefs[0]]
+    records = [RawRecord(orjson.dumps(brief.model_dump(mode="json")), topic="story-input", offset=i)
+               for i, brief in enumerate(shuffled)]
+    records.insert(2, RawRecord(b"{not json", topic="story-input", offset=99))
+    letters, ordered = read_brief_batch(records, max_original_bytes=100)
+    assert [(letter.source_offset, position) for letter, position in letters] == [(99, 2)]
+    assert [brief for brief, _ in ordered] == in_event_order(shuffled)
+    assert [b.event_time for b, _ in ordered] == sorted(b.event_time for b in shuffled)
+    assert all(records[position].value == orjson.dumps(brief.model_dump(mode="json")) for brief, position in ordered)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +20,7 @@ from ..models import Brief, DeadLetter, Envelope
 from .parser import ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
-           "bare_page_source", "read_brief", "RecentIds", "FirstSightings"]
+           "bare_page_source", "read_brief", "read_brief_batch", "in_event_order", "RecentIds", "FirstSightings"]
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,29 @@ def read_brief(record: RawRecord, *, max_original_bytes: int) -> Brief | DeadLet
         return _unreadable_brief(record, f"the record: {error}", max_original_bytes)
     except ValidationError as error:
         return _unreadable_brief(record, _first_problem(error), max_original_bytes)
+
+
+def in_event_order(briefs: Iterable[Brief]) -> list[Brief]:
+    """Oldest first, ties by id: the order every stage hands briefs on in, so later ones see event time."""
+    return sorted(briefs, key=lambda brief: (brief.event_time, brief.id))
+
+
+def read_brief_batch(
+    records: Sequence[RawRecord], *, max_original_bytes: int
+) -> tuple[list[tuple[DeadLetter, int]], list[tuple[Brief, int]]]:
+    """A batch of an internal topic's records: its dead letters, and its briefs in event order.
+
+    Each comes with its record's position in ``records``. The briefs of one
+    page reach a partition from several others in any interleaving; ordering
+    a batch by event time gives the story engine the same order however they
+    interleaved.
+    """
+    letters, briefs = [], []
+    for position, record in enumerate(records):
+        read = read_brief(record, max_original_bytes=max_original_bytes)
+        (letters if isinstance(read, DeadLetter) else briefs).append((read, position))
+    briefs.sort(key=lambda item: (item[0].event_time, item[0].id))
+    return letters, briefs
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -9,7 +9,15 @@ import time
 import faust
 from faust.types import TableT
 
-from ..core.pipeline import FirstSightings, RecentIds, bare_page_source, dead_letter, read_brief, split_record
+from ..core.pipeline import (
+    FirstSightings,
+    RecentIds,
+    bare_page_source,
+    dead_letter,
+    in_event_order,
+    read_brief,
+    split_record,
+)
 from ..models import DeadLetter
 from ..service.metrics import Metrics
 from ..settings import Settings
@@ -81,8 +89,7 @@ def declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, t
             for letter in outcome.dead_letters:
                 await publish_dead_letter(letter, record.key)
             repeats = outcome.left_out
-            # Oldest first: later stages see a page's briefs in event-time order.
-            for brief in sorted(outcome.briefs, key=lambda b: (b.event_time, b.id)):
+            for brief in in_event_order(outcome.briefs):
                 if not forwarded.add(brief.id):  # a page that repeats a brief of its own
                     repeats += 1
                     continue

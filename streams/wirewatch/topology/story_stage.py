@@ -9,9 +9,9 @@ import faust
 from faust.types import TableT
 
 from ..core.engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
-from ..core.pipeline import read_brief
+from ..core.pipeline import read_brief_batch
 from ..core.windows import HoppingWindows
-from ..models import Brief, ClusterInput, DeadLetter
+from ..models import Brief, ClusterInput
 from ..service.metrics import Metrics
 from ..settings import Settings
 from ..upstream.current_event import make_current
@@ -72,19 +72,12 @@ def declare_story_stage(
     async def track_stories(stream: faust.StreamT) -> None:
         """Cluster briefs into stories, count them in windows, and raise alerts on spikes."""
         async for events in stream.take_events(1000, within=settings.story_batch_seconds):
-            # Briefs of one page reach this partition from several candidate
-            # partitions in any interleaving; sorting each short batch by event
-            # time gives the engine the same order however they interleaved.
-            read = [(read_brief(raw_record(event), max_original_bytes=max_original_bytes), event) for event in events]
-            for letter, event in read:
-                if isinstance(letter, DeadLetter):
-                    await publish_dead_letter(letter, event.key)
-            batch = sorted(
-                ((brief, event) for brief, event in read if isinstance(brief, Brief)),
-                key=lambda item: (item[0].event_time, item[0].id),
-            )
+            letters, batch = read_brief_batch([raw_record(event) for event in events], max_original_bytes=max_original_bytes)
+            for letter, position in letters:
+                await publish_dead_letter(letter, events[position].key)
             applied = []
-            for brief, event in batch:
+            for brief, position in batch:
+                event = events[position]
                 make_current(event)
                 applied.append((engine.apply(ClusterInput.from_brief(brief)), brief, event))
                 # The engine is CPU work: hand the loop to the other agents
