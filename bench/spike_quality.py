@@ -11,7 +11,9 @@ inside it; alerts outside every window within an hour of each other are one
 false episode; each alert id counts once, at its raise). Both detectors are
 causal, so a series is run whole and scored on its first half (by time), on
 its second half and whole: the defaults were chosen on first halves, the
-second halves are the check. Prints the seconds each backtest took, too.
+second halves are the check. Prints the seconds each backtest took, too, and
+for each series the scores of its labelled windows' rises beside those of its
+false rises: whether any bar on the score could tell them apart.
 
 The reference is what a desk would write first: the mean and standard
 deviation of the last day's 30-minute window counts, an alert when a window
@@ -63,12 +65,33 @@ def reference_raises(rows: list[CountRow]) -> list[float]:
     return raised
 
 
-def wirewatch_raises(rows: list[CountRow]) -> tuple[list[float], float]:
+def wirewatch_raises(rows: list[CountRow]) -> tuple[list[float], dict[str, tuple[float, float]], float]:
+    """When each alert was raised, each rising alert's (raise time, highest score over its revisions), seconds."""
     started = time.perf_counter()
     first_seen: dict[str, float] = {}
+    peaks: dict[str, tuple[float, float]] = {}
     for alert in run_backtest(rows, Settings().detector_config()):
-        first_seen.setdefault(alert.id, alert.detected_at.timestamp())
-    return list(first_seen.values()), time.perf_counter() - started
+        raised = first_seen.setdefault(alert.id, alert.detected_at.timestamp())
+        if alert.direction == "rise":
+            peaks[alert.id] = (raised, max(alert.score, peaks.get(alert.id, (0.0, 0.0))[1]))
+    return list(first_seen.values()), peaks, time.perf_counter() - started
+
+
+def separability(windows: list[tuple[float, float]], peaks: dict[str, tuple[float, float]]) -> dict:
+    """Could a higher bar have kept the false rises out and the labelled windows in?
+
+    The best score of the rises raised inside each labelled window, against
+    the scores of the rises raised outside every window: those at or above
+    the weakest window's best score cannot be left out by any threshold on
+    the score without losing that window too.
+    """
+    inside = [[score for raised, score in peaks.values() if start <= raised <= end] for start, end in windows]
+    best = [round(max(scores), 1) for scores in inside if scores]
+    false = sorted(round(score, 1) for raised, score in peaks.values()
+                   if not any(start <= raised <= end for start, end in windows))
+    weakest = min(best, default=float("inf"))
+    return {"window_best_scores": best, "false_rise_scores": false,
+            "false_rises_at_or_above_weakest_window": sum(score >= weakest for score in false)}
 
 
 def _seconds(text: str) -> float:
@@ -94,10 +117,11 @@ def run(data: Path) -> dict:
         with open(data / name) as handle:
             rows = read_counts(handle, default_topic=Path(name).stem)
         windows = [(_seconds(start), _seconds(end)) for start, end in spans]
-        raises, seconds = wirewatch_raises(rows)
+        raises, peaks, seconds = wirewatch_raises(rows)
         results[name] = {
             "rows": len(rows),
             "backtest_seconds": round(seconds, 2),
+            "separability": separability(windows, peaks),
             "wirewatch": score_halves(rows, windows, raises),
             "reference": score_halves(rows, windows, reference_raises(rows)),
         }
@@ -130,6 +154,18 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| **all** | | | {detector} | **{found}/{windows}** ({found / windows:.0%}) "
             f"| **{episodes}** in {days:.0f} days (target ≤ {days / 14:.0f}) | |"
+        )
+    lines += [
+        "",
+        "| series | best score of the rises in each labelled window | scores of the false rises | false rises at or above the weakest window |",
+        "|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        apart = result["separability"]
+        lines.append(
+            f"| {name} | {', '.join(map(str, apart['window_best_scores']))} "
+            f"| {', '.join(map(str, apart['false_rise_scores']))} "
+            f"| {apart['false_rises_at_or_above_weakest_window']} of {len(apart['false_rise_scores'])} |"
         )
     return "\n".join(lines)
 
