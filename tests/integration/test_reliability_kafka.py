@@ -111,10 +111,23 @@ def assert_no_spike_alerted_twice(alerts: list[Alert]) -> None:
 
 
 def test_a_lone_worker_leaves_no_record_undone_behind_a_done_one(wirewatch_settings, wirewatch_env, start_worker):
-    """With no rebalance, every source record is acked once processed, so nothing is stranded or read twice."""
-    start_worker(wirewatch_env)
+    """With no rebalance, every source record is acked once processed, so nothing is stranded or read twice.
+
+    Nor after a clean restart: the worker that starts on the committed offsets
+    of the one stopped with SIGTERM needs no rescue either.
+    """
     records, expected = simulated_feed(hours=6, spikes=2, seed=5)
-    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records))
+    half = len(records) // 2
+    first = start_worker(wirewatch_env)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[:half]))
+    run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
+    found = scrape_metrics(int(wirewatch_env["WIREWATCH_WEB_PORT"]))
+    assert metric_total(found, "wirewatch_stranded_reads_total") == 0
+    assert metric_total(found, "wirewatch_unprocessed_acks_total") == 0
+    assert first.stop() == 0
+
+    start_worker(wirewatch_env)
+    run(produce_many(wirewatch_settings, wirewatch_settings.topic_raw, records[half:]))
     run(wait_until_drained(wirewatch_settings, stage_topics(wirewatch_settings), timeout=120))
     assert_every_brief_published(wirewatch_settings, expected)
 
