@@ -64,13 +64,16 @@ class TestTerms:
     def test_word_rarity_read_from_the_word_list_equals_wordfreqs_own_lookup(self, seed_page):
         from wordfreq import zipf_frequency
 
-        from wirewatch.core.terms import _TOKEN, _fold, _zipf
+        from wirewatch.core.terms import _COMMON_ZIPF, _TOKEN, _fold, _is_common, _zipf
 
         texts = [seed_page] + [r["text"] for name in ("real-headlines.jsonl", "real-tweets.jsonl") for r in labelled(name)]
         words = {_fold(word) for text in texts for word in _TOKEN.findall(text)} | {"straße", "ﬁnal", "ıstanbul"}
+        raw = {word for text in texts for word in _TOKEN.findall(text)} | {"Istanbul", "İzmir", "Volgens", "STRASSE"}
         for language in ("en", "nl", "es", "pt", "tl", "tr", "ar"):
             differing = [word for word in sorted(words) if _zipf(word, language) != zipf_frequency(word, language)]
             assert not differing, (language, differing[:5])
+            misjudged = [w for w in sorted(raw) if _is_common(w, language) != (zipf_frequency(w, language) >= _COMMON_ZIPF)]
+            assert not misjudged, (language, misjudged[:5])
 
     @pytest.mark.parametrize(
         ("text", "topic"),

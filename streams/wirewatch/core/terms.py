@@ -236,7 +236,10 @@ _COMMON_ZIPF = 5.2  # "volgens", "tijdens", "zegt" are above; first names such a
 @lru_cache(maxsize=100_000)
 def _is_common(word: str, language: str | None) -> bool:
     """A word so frequent in the language (wordfreq) that it is no name: 'Volgens', 'Tijdens'."""
-    return _zipf(_fold(word), language or "en") >= _COMMON_ZIPF
+    language = language or "en"
+    # Where wordfreq's own normalisation is ours (NFC, case-folded), the folded word can take the short way.
+    plain = _plain_frequencies(language) is not None
+    return _zipf(_fold(word) if plain else word, language) >= _COMMON_ZIPF
 
 
 @dataclass(frozen=True)
