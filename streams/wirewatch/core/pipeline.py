@@ -232,7 +232,11 @@ def read_brief(record: RawRecord, *, max_original_bytes: int) -> Brief | DeadLet
 
 def in_event_order(briefs: Iterable[Brief]) -> list[Brief]:
     """Oldest first, ties by id: the order every stage hands briefs on in, so later ones see event time."""
-    return sorted(briefs, key=lambda brief: (brief.event_time, brief.id))
+    return sorted(briefs, key=_event_order)
+
+
+def _event_order(brief: Brief) -> tuple:
+    return brief.event_time, brief.id
 
 
 def read_brief_batch(
@@ -249,7 +253,7 @@ def read_brief_batch(
     for position, record in enumerate(records):
         read = read_brief(record, max_original_bytes=max_original_bytes)
         (letters if isinstance(read, DeadLetter) else briefs).append((read, position))
-    briefs.sort(key=lambda item: (item[0].event_time, item[0].id))
+    briefs.sort(key=lambda item: _event_order(item[0]))
     return letters, briefs
 
 
