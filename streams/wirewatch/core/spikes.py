@@ -403,28 +403,29 @@ class SpikeDetector:
 
     def windows_containing(self, history: TopicHistory, timestamp: float, zipf: float) -> list[WindowView]:
         """Every window that contains ``timestamp``, oldest first."""
-        return self._windows_containing(history, self.step_of(timestamp), self.baseline(history, zipf))
-
-    def _windows_containing(self, history: TopicHistory, last: float, baseline: Baseline) -> list[WindowView]:
-        config = self.config
-        step, size = config.window_step, config.steps_per_window
-        starts = [last + (k - size + 1) * step for k in range(2 * size - 1)]
-        counts = [history.count_at(start) for start in starts]
+        config, baseline = self.config, self.baseline(history, zipf)
+        size = config.steps_per_window
+        starts, counts = self._steps_around(history, self.step_of(timestamp))
         expected = [baseline.level * baseline.factor(start) for start in starts]
         return [
             WindowView(starts[k], starts[k] + config.window_size - 0.1, sum(counts[k : k + size]), sum(expected[k : k + size]))
             for k in range(size)
         ]
 
+    def _steps_around(self, history: TopicHistory, last: float) -> tuple[list[float], list[int]]:
+        """The starts and counts of the steps of every window that contains the step ``last``, oldest first."""
+        step, size = self.config.window_step, self.config.steps_per_window
+        starts = [last + (k - size + 1) * step for k in range(2 * size - 1)]
+        return starts, [history.count_at(start) for start in starts]
+
     def _busiest_containing(self, history: TopicHistory, last: float, baseline: Baseline) -> WindowView:
         """The window of most mentions that contains the step ``last``, the earliest of those tied.
 
-        What ``max`` over :meth:`_windows_containing` gives, for the one window judged at every mention.
+        What ``max`` over :meth:`windows_containing` gives, for the one window judged at every mention.
         """
         config = self.config
-        step, size = config.window_step, config.steps_per_window
-        starts = [last + (k - size + 1) * step for k in range(2 * size - 1)]
-        counts = [history.count_at(start) for start in starts]
+        size = config.steps_per_window
+        starts, counts = self._steps_around(history, last)
         best = running = sum(counts[:size])
         best_k = 0
         for k in range(1, size):
