@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wirewatch.core.clustering import ClusterConfig
 from wirewatch.core.engine import EngineState, HeldWrites, StoryEngine
@@ -704,6 +706,36 @@ def test_two_stories_that_converge_merge_into_the_larger():
     assert set(clusterer.stories) == {"story-b0"}
     follower = brief(4, "shelter", "evacuation")
     assert follower.story["id"] == "story-b0", "the absorbed story's words lead to the survivor"
+
+
+@given(
+    st.dictionaries(st.text(alphabet="abcdef", min_size=1, max_size=3), st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0])),
+    st.integers(min_value=0, max_value=12),
+)
+def test_the_heaviest_terms_are_those_of_a_full_sort_ties_in_key_order(weights, limit):
+    from wirewatch.core.clustering import heaviest
+
+    assert heaviest(weights, limit) == sorted(weights.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def test_a_long_story_forgives_a_longer_silence_than_a_short_one():
+    from wirewatch.core.clustering import ClusterConfig, Clusterer
+    from wirewatch.core.terms import BriefTerms
+
+    words = {"quake": 1.0, "rescue": 1.0}
+    start = FETCHED.timestamp()
+    clusterer = Clusterer(ClusterConfig(similarity=0.3, time_scale=3600.0, ttl=30 * 86400.0), {})
+    brief = clusterer.assign("short-0", BriefTerms("en", (), words), start, "quake")
+    clusterer.assign("short-1", BriefTerms("en", (), words), start + 600, "quake")
+    later = clusterer.assign("short-2", BriefTerms("en", (), words), start + 600 + 3 * 3600, "quake")
+    assert later.story["id"] != brief.story["id"], "ten minutes of briefs, then three hours of silence: e^-3"
+
+    clusterer = Clusterer(ClusterConfig(similarity=0.3, time_scale=3600.0, ttl=30 * 86400.0), {})
+    for half_hour in range(96):
+        story = clusterer.assign(f"long-{half_hour}", BriefTerms("en", (), words), start + half_hour * 1800, "quake").story
+    assert story["count"] == 96
+    later = clusterer.assign("long-late", BriefTerms("en", (), words), start + 95 * 1800 + 3 * 3600, "quake")
+    assert later.story["id"] == story["id"], "two days of briefs: three hours of silence damp by e^-(3/47.5)"
 
 
 def test_stories_far_apart_in_time_do_not_merge_or_join():

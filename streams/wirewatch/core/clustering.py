@@ -100,7 +100,7 @@ def _norm(vector: dict[str, float]) -> float:
 
 def heaviest(weights: dict, limit: int) -> list:
     """The ``limit`` heaviest (key, weight) pairs, heaviest first; ties in key order, so always the same."""
-    if len(weights) > 2 * limit:
+    if 0 < limit and 2 * limit < len(weights):
         # Every brief asks for a story's top terms: find the cut among bare floats first, then sort only the
         # pairs at or above it (ties at the cut included, so the order is that of the full sort).
         cut = heapq.nlargest(limit, weights.values())[-1]
