@@ -51,8 +51,9 @@ def test_metrics_count_what_a_replay_processed(wirewatch_settings, wirewatch_env
     assert metric_total(found, "wirewatch_event_lag_seconds_count") == 7, "the lead has no published_at"
     # The seed's 8 briefs make 4 stories: Davos (the 4 Greenland briefs and von der Leyen), the North Korea
     # lead, the Japanese reactor and Witkoff's trip. Von der Leyen's brief, two hours before the Greenland
-    # ones, opens a fifth that the Greenland story absorbs.
-    assert metric_total(found, "wirewatch_stories_opened_total") == 5
+    # ones, joins their story when it reaches the story stage after two of them, and otherwise opens a fifth
+    # that the Greenland story absorbs: which depends on how the candidate partitions interleave.
+    assert metric_total(found, "wirewatch_stories_opened_total") in (4, 5)
     assert metric_total(found, "wirewatch_stories_active") == 4
     assert metric_total(found, "wirewatch_alerts_raised_total") == 1
     assert metric_total(found, "wirewatch_table_entries", table="brief-first-seen") == 8

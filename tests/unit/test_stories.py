@@ -170,6 +170,23 @@ class TestClustering:
         lead = next(b.id for b in inputs if b.headline)
         assert sum(1 for s in assignments.values() if s == assignments[lead]) == 1
 
+    def test_the_seed_ends_in_the_same_stories_wherever_the_earlier_davos_brief_arrives(self, extractor, seed_page):
+        # Briefs of one page reach the story stage from several candidate partitions, so an older brief may
+        # come after newer ones: it then joins their story, or opens one that they absorb.
+        inputs = seed_inputs(seed_page)
+        davos = next(b for b in inputs if "von der Leyen" in b.text)
+        others = [b for b in inputs if b is not davos]
+        outcomes = set()
+        for position in range(len(others) + 1):
+            stories = engine(extractor)
+            final = final_stories(stories, others[:position] + [davos] + others[position:])
+            groups = {}
+            for brief_id, story in final.items():
+                groups.setdefault(story, set()).add(brief_id)
+            outcomes.add(frozenset(frozenset(group) for group in groups.values()))
+            assert len(stories.state.stories) == 4
+        assert len(outcomes) == 1
+
     def test_stories_expire(self, extractor):
         stories = engine(extractor)
         first = stories.process(ClusterInput(id="a", text="Groenland en Denemarken praten.", published_at=FETCHED))
