@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
@@ -259,10 +262,6 @@ def test_soak_good_in_equals_briefs_out_and_bad_in_equals_dead_letters_out(
 
 def seed_briefs_through(env: dict[str, str], settings, seed_page: str) -> list:
     """Produce the seed page with ``wirewatch produce`` in ``env`` (a secured listener) and wait for its 8 briefs."""
-    import os
-    import subprocess
-    import sys
-
     produced = subprocess.run(
         [sys.executable, "-m", "wirewatch", "produce", "--raw", "-", "--source", "seed"],
         input=seed_page.encode(), env={**os.environ, **env}, capture_output=True,
@@ -278,10 +277,6 @@ def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaki
 ):
     if local_broker is None:
         pytest.skip("needs the test run's own broker, which has a SASL listener and a SCRAM user")
-    import os
-    import subprocess
-    import sys
-
     sasl = {
         **wirewatch_env,
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.sasl_port}",
@@ -322,10 +317,6 @@ def test_a_worker_connects_over_tls_and_a_client_refuses_a_broker_its_ca_did_not
 ):
     if local_broker is None:
         pytest.skip("needs the test run's own broker, which has a TLS listener and the CA that signed it")
-    import os
-    import subprocess
-    import sys
-
     tls = {
         **wirewatch_env,
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.tls_port}",
