@@ -22,6 +22,11 @@ Alerting
 - A busy topic gone quiet (a drop, judged on the window that just closed)
   raises an alert of its own, with no story and no revisions.
 - Ids derive from topic, window, escalation level and direction: replays give the same ids.
+- A brief more than ``window_retention`` older than the newest one is late:
+  its windows, and with them its alert and the mark of an earlier reading,
+  may be forgotten, so it joins its story but counts in no window and raises,
+  revises or re-sends no alert. Within the retention a late brief counts and
+  revises its topic's alert as any other.
 Pure Python: no Kafka, no Faust.
 """
 
@@ -130,7 +135,9 @@ class EngineResult:
     """What one brief did: its story, the alerts it raised or revised, and whether it was seen before.
 
     ``record`` is the entry :meth:`StoryEngine.mark_processed` stores for the
-    brief; None when the brief was already marked.
+    brief; None when the brief was already marked. ``late``: the brief is
+    older than the windows the engine still keeps; it joined a story and
+    touched no window or alert.
     """
 
     story: Story | None
@@ -138,6 +145,7 @@ class EngineResult:
     replayed: bool = False
     brief_id: str = ""
     record: dict | None = None
+    late: bool = False
 
 
 def _utc(timestamp: float) -> datetime:
@@ -459,27 +467,32 @@ class StoryEngine:
             # held writes were discarded): the clusterer's term index is derived from them, so rebuild it.
             self.clusterer.reindex()
         _, watermark = self.spikes.advance(timestamp)
+        # Older than the windows kept: its window counts, its alert and its processed mark (were it read
+        # before) may be forgotten, and what remains would raise a spike again. Its story still gets it.
+        late = timestamp < watermark - self.spikes.config.window_retention
         self.clusterer.expire(watermark)
         if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
         assignment = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
         story, opened, extended = assignment.story, assignment.opened, assignment.extended
         self._state_seen = self._state_mark()
-        if extended:
-            self.state.story_counts.add(story["id"], timestamp)
-        alerts = self.spikes.observe(
-            dict.fromkeys(terms.topics, 1), timestamp, story["id"], terms.language,
-            brief_id=brief.id, new_to_story=extended,
-        )
+        alerts: list[Alert] = []
+        if not late:
+            if extended:
+                self.state.story_counts.add(story["id"], timestamp)
+            alerts = self.spikes.observe(
+                dict.fromkeys(terms.topics, 1), timestamp, story["id"], terms.language,
+                brief_id=brief.id, new_to_story=extended,
+            )
         touched = list(dict.fromkeys(a.topic for a in alerts))
         record = {"t": timestamp, "story": story["id"], "alerts": touched}
         if not extended:
             # Its alerts may have been lost with the crash: send them again as they stand.
-            result = self._replay(brief, story["id"], [*touched, *terms.topics], timestamp)
+            result = self._replay(brief, story["id"], [] if late else [*touched, *terms.topics], timestamp)
             result.alerts = [*alerts, *(a for a in result.alerts if a.topic not in touched)]
         else:
             result = EngineResult(self._story(story, brief.id, opened, timestamp, assignment.merged), alerts)
-        result.brief_id, result.record = brief.id, record
+        result.brief_id, result.record, result.late = brief.id, record, late
         return result
 
     def mark_processed(self, result: EngineResult) -> None:

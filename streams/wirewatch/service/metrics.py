@@ -121,6 +121,12 @@ class Metrics:
             "Briefs the story stage had already processed, read again after a restart; their outputs are re-sent.",
             registry=registry,
         )
+        self.late_briefs = Counter(
+            "wirewatch_late_briefs",
+            "Briefs older than the story stage's window retention behind its newest brief: they join stories, "
+            "but count in no window and raise or revise no alert.",
+            registry=registry,
+        )
         self.stories_active = Gauge("wirewatch_stories_active", "Stories not yet expired.", registry=registry)
         self.held_back_records = Counter(
             "wirewatch_held_back_records",

@@ -119,6 +119,8 @@ def declare_story_stage(
 
     async def publish_outcome(result: EngineResult, brief: Brief) -> None:
         story = result.story
+        if result.late:
+            metrics.late_briefs.inc()
         if result.replayed:
             metrics.story_replays.inc()
         elif story is not None and story.opened:
