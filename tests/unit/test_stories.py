@@ -505,6 +505,12 @@ class TestEngine:
         again = [stories.process(brief) for brief in greenland]
         assert [alert for result in again for alert in result.alerts if alert.id not in raised] == []
         assert all(result.late for result in again)
+        # A late brief seen for the first time still gets a story, and counts for no spike.
+        history = copy.deepcopy(stories.state.topic_history.get("greenland"))
+        first_seen = stories.process(ClusterInput(id="g9", text="Groenland: nog meer schepen bij Groenland.",
+                                                  published_at=FETCHED + timedelta(minutes=9)))
+        assert first_seen.late and first_seen.story is not None and first_seen.alerts == []
+        assert stories.state.topic_history.get("greenland") == history
 
 
 class TestEvaluation:
