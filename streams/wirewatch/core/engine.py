@@ -190,6 +190,10 @@ class SpikeTracker:
             self.prune(watermark, sweep_topics=previous is None or watermark // every != previous // every)
         return observed_since, watermark
 
+    def kept_since(self, watermark: float) -> float:
+        """The oldest event time whose windows are still kept: older briefs are late."""
+        return watermark - self.config.window_retention
+
     def prune(self, watermark: float, *, sweep_topics: bool = True) -> None:
         """Forget windows past their retention, alerts past cooldown and retention, and decayed topic histories.
 
@@ -197,7 +201,7 @@ class SpikeTracker:
         of old pages counts exactly as a live feed did.
         """
         config = self.config
-        self.state.story_counts.forget_before(watermark - config.window_retention)
+        self.state.story_counts.forget_before(self.kept_since(watermark))
         # An alert is kept past its cooldown for as long as windows are: a brief
         # that arrives late (its candidate partition lagged behind the others)
         # still finds the alert it belongs to instead of raising a second one.
@@ -432,7 +436,6 @@ class StoryEngine:
         self.spikes = SpikeTracker(detector, state)
         self.state = state
         self._state_seen: tuple | None = None
-        self.processed_retention = detector.window_retention
 
     def _state_mark(self) -> tuple:
         """What tells this engine's last write from the tables as they are now."""
@@ -469,7 +472,7 @@ class StoryEngine:
         _, watermark = self.spikes.advance(timestamp)
         # Older than the windows kept: its window counts, its alert and its processed mark (were it read
         # before) may be forgotten, and what remains would raise a spike again. Its story still gets it.
-        late = timestamp < watermark - self.spikes.config.window_retention
+        late = timestamp < self.spikes.kept_since(watermark)
         self.clusterer.expire(watermark)
         if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
@@ -507,7 +510,7 @@ class StoryEngine:
         return EngineResult(result_story, alerts, replayed=True, brief_id=brief.id)
 
     def _forget_processed(self, watermark: float) -> None:
-        horizon = watermark - self.processed_retention
+        horizon = self.spikes.kept_since(watermark)
         for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
             del self.state.processed[brief_id]
 
