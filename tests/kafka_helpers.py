@@ -37,7 +37,7 @@ class WorkerProcess:
     def start(cls, env: dict[str, str], *, log_path: Path) -> "WorkerProcess":
         log = log_path.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "wirewatch", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "wirewatch", "worker", "--loglevel", env.get("WIREWATCH_LOG_LEVEL", "info")],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -93,6 +93,9 @@ write_config() {
     listeners="$listeners,SSL://127.0.0.1:$tls_port"
     advertised="$advertised,SSL://127.0.0.1:$tls_port"
   fi
+  # The file holds the SASL and keystore passwords: readable by its owner only, from its first byte.
+  rm -f "$data_dir/server.properties"
+  (umask 077 && : >"$data_dir/server.properties")
   cat >"$data_dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -143,7 +146,7 @@ make_certificates() {
   [[ -f "$tls_dir/broker.p12" ]] && return 0
   command -v keytool >/dev/null || die "keytool (Java) is required for KAFKA_TLS_PORT"
   rm -rf "$tls_dir"
-  mkdir -p "$tls_dir"
+  mkdir -p -m 700 "$tls_dir"
   local password
   password="$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   echo "$password" >"$tls_dir/password"

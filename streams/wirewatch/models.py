@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_SOURCE_CHARS",
     "Envelope",
     "Brief",
     "DeadLetter",
@@ -28,13 +29,17 @@ BriefKind = Literal["lead", "brief"]
 Precision = Literal["second", "minute", "hour", "day"]
 
 
+#: The longest source name an envelope takes; a bare page's key is cut to it.
+MAX_SOURCE_CHARS = 200
+
+
 class Envelope(BaseModel):
     """A scraped page as upstream producers publish it on ``wire.raw``."""
 
     # strict: a JSON envelope must carry times as ISO 8601 strings, not numbers
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True, title="wire.raw envelope")
 
-    source: str = Field(min_length=1, max_length=200, description="Feed or scraper name.")
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS, description="Feed or scraper name.")
     url: str | None = Field(default=None, max_length=4096, description="Where the page was fetched.")
     section: str | None = Field(
         default=None, max_length=200, description="Section the scraper fetched, if it knows."
@@ -88,7 +93,9 @@ class DeadLetter(BaseModel):
     source_partition: int
     source_offset: int
     source_timestamp: datetime | None
-    source_key_base64: str | None
+    source_key_base64: str | None = Field(description="The record key, base64-encoded; its first bytes when long.")
+    source_key_size: int | None = Field(default=None, ge=0, description="Size in bytes of the whole record key.")
+    source_key_truncated: bool = Field(default=False, description="True when only the key's first bytes are kept.")
     original_base64: str = Field(description="The offending record value, base64-encoded.")
     original_size: int = Field(ge=0, description="Size in bytes of the whole original value.")
     original_truncated: bool = Field(

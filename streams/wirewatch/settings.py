@@ -13,11 +13,14 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .core.clustering import ClusterConfig
+from .core.parser import DEFAULT_PARSE_BUDGET
 from .core.spikes import DetectorConfig
 
 _DETECTOR = DetectorConfig()
 
 __all__ = ["Settings"]
+
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -79,6 +82,12 @@ class Settings(BaseSettings):
         description="Larger raw values go to the DLQ. Kafka's default message limit is 1 MiB; raise both together.",
     )
     max_briefs_per_page: int = Field(default=500, ge=1, description="Items beyond this on one page are rejected.")
+    parse_budget_seconds: float = Field(
+        default=DEFAULT_PARSE_BUDGET,
+        gt=0,
+        description="CPU seconds one page may take to parse; a page that takes longer is dead-lettered "
+        "as parse_budget_exceeded and its offset moves on.",
+    )
     recent_brief_ids: int = Field(
         default=100_000,
         ge=0,
@@ -95,8 +104,27 @@ class Settings(BaseSettings):
     )
     store: str = Field(default="memory://", description="Faust table store: memory:// or rocksdb://.")
     data_dir: str = Field(default=".cache/worker", description="Faust data folder (local table state).")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="The address the desk page, /api/desk and /metrics listen on (and are linked by); "
+        "0.0.0.0 opens them to the network.",
+    )
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_auth_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every web path but /health and /ready asks for it: as a bearer token, or as the "
+        "password of HTTP basic authentication (any user name), which a browser prompts for. Never logged.",
+    )
+    web_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names the web port answers to (the Host header, port aside); '*' any. "
+        "Empty: loopback names when web_host is a loopback address, any otherwise.",
+    )
+    web_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A web client that has sent no whole request for this long is disconnected, idle or slow.",
+    )
     broker_wait_timeout: float | None = Field(
         default=None, description="Seconds to wait for the broker at start; unset waits forever."
     )
@@ -216,6 +244,17 @@ class Settings(BaseSettings):
     def topic_story_input(self) -> str:
         """Internal: new briefs under one key, for the story stage."""
         return f"{self.app_id}-story-input"
+
+    def web_host_names(self) -> frozenset[str]:
+        """The Host header names the web port answers to; empty for any."""
+        names = {name.strip().lower() for name in self.web_allowed_hosts.split(",") if name.strip()}
+        if "*" in names:
+            return frozenset()
+        if names:
+            return frozenset(names)
+        if self.web_host in _LOOPBACK_NAMES:
+            return _LOOPBACK_NAMES
+        return frozenset()
 
     def stage_topics(self) -> list[str]:
         """The topics the agents consume, in pipeline order."""

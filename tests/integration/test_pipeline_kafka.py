@@ -281,3 +281,52 @@ def test_tail_prints_json_lines_when_piped_and_readable_lines_when_asked(wirewat
     assert all("\x1b[" not in line for line in readable), "no colour when stdout is not a terminal"
     for brief in briefs:
         assert any(brief.city in line and (brief.headline or brief.text)[:20] in line for line in readable)
+
+
+def test_hostile_records_are_dead_lettered_small_and_the_worker_keeps_pace(wirewatch_settings, wirewatch_env, start_worker,
+                                                                           seed_page):
+    # A dead letter keeping the whole value of a 1.2 MB record is larger than a producer request may be.
+    worker = start_worker({**wirewatch_env, "WIREWATCH_DEAD_LETTER_MAX_ORIGINAL_BYTES": "4000000",
+                           "WIREWATCH_MAX_PAGE_BYTES": "1000000"})
+    topic = wirewatch_settings.topic_raw
+    stamp = int(FETCHED.timestamp() * 1000)
+    backtracking = b"AB (" + b"A  /" * 24 + b"A  !\n"  # 25 s at 16 repeats before, each two more about x8
+    sent = {
+        "backtracking": run(produce(wirewatch_settings, topic, backtracking, key=b"redos", timestamp_ms=stamp)),
+        "long_key": run(produce(wirewatch_settings, topic, b"\xff broken", key=b"k" * 500_000, timestamp_ms=stamp)),
+        "huge": run(produce_large(wirewatch_settings, topic, b"\xfe" * 1_200_000)),
+    }
+    long_url = ("https://example.org/" + "a" * 400).encode()
+    run(produce(wirewatch_settings, topic, seed_page.encode(), key=long_url, timestamp_ms=stamp))
+
+    briefs = run(read_topic(wirewatch_settings, wirewatch_settings.topic_briefs, at_least=8, timeout=60))
+    assert {Brief.model_validate_json(record.value).source[:20] for record in briefs} == {"https://example.org/"}
+    run(wait_until_drained(wirewatch_settings, _internal_topics(wirewatch_settings)))
+    letters = {
+        (letter.source_partition, letter.source_offset): letter
+        for letter in (DeadLetter.model_validate_json(r.value) for r in
+                       run(read_topic(wirewatch_settings, wirewatch_settings.topic_dead_letters, at_least=3)))
+    }
+    by_case = {case: letters[(meta.partition, meta.offset)] for case, meta in sent.items()}
+    assert by_case["backtracking"].reason == "no_briefs"
+    assert by_case["long_key"].reason == "invalid_utf8"
+    assert (by_case["long_key"].source_key_size, by_case["long_key"].source_key_truncated) == (500_000, True)
+    assert by_case["huge"].reason == "too_large"
+    assert by_case["huge"].original_base64 == "" and "left out" in by_case["huge"].message
+    port = int(wirewatch_env["WIREWATCH_WEB_PORT"])
+    metrics = scrape_metrics(port)
+    assert metric_total(metrics, "wirewatch_dead_letters_total") == 3
+    assert metric_total(metrics, "wirewatch_dead_letters_total", reason="internal_error") == 0
+    assert worker.process.poll() is None
+    assert "Traceback" not in worker.log()
+
+
+async def produce_large(settings, topic: str, value: bytes):
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=4_000_000)
+    await producer.start()
+    try:
+        return await producer.send_and_wait(topic, value, key=b"huge", timestamp_ms=int(FETCHED.timestamp() * 1000))
+    finally:
+        await producer.stop()

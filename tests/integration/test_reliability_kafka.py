@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -326,6 +327,37 @@ def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaki
     assert refused.returncode == 1
     assert b"SaslAuthenticationFailed" in refused.stderr and b"no Kafka broker answered" in refused.stderr
     assert b"not-the-password" not in refused.stderr + refused.stdout
+
+
+def test_a_worker_logging_at_debug_over_sasl_plain_never_writes_the_password(
+    local_broker, wirewatch_settings, wirewatch_env, start_worker, seed_page
+):
+    if local_broker is None:
+        pytest.skip("needs the test run's own broker, which has a SASL listener")
+    plain = {
+        **wirewatch_env,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.sasl_port}",
+        "WIREWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "WIREWATCH_KAFKA_SASL_MECHANISM": "PLAIN",
+        "WIREWATCH_KAFKA_SASL_USERNAME": local_broker.sasl_user,
+        "WIREWATCH_KAFKA_SASL_PASSWORD": local_broker.sasl_password,
+        "WIREWATCH_LOG_LEVEL": "debug",
+    }
+    worker = start_worker(plain)
+    seed_briefs_through(plain, wirewatch_settings, seed_page)
+    log = worker.log()
+    assert "[DEBUG]" in log  # the worker did log at debug
+    assert local_broker.sasl_password not in log
+
+
+def test_the_development_brokers_files_with_passwords_are_its_owners_alone(local_broker):
+    if local_broker is None:
+        pytest.skip("needs the test run's own broker")
+    data_dir = Path(local_broker.env["KAFKA_DATA_DIR"])
+    properties = data_dir / "server.properties"
+    assert local_broker.sasl_password in properties.read_text()
+    for secret in (properties, data_dir / "tls" / "password", data_dir / "tls"):
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret} is open to others: {oct(secret.stat().st_mode)}"
 
 
 def test_a_worker_connects_over_tls_and_a_client_refuses_a_broker_its_ca_did_not_sign(

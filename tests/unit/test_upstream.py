@@ -76,3 +76,35 @@ def test_the_core_imports_neither_faust_nor_aiokafka():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_a_plain_aiohttp_server_logs_a_malformed_request_as_an_error_and_names_its_version(caplog):
+    import asyncio
+    import inspect
+    import logging
+
+    import aiohttp.http
+    import aiohttp.web_response
+    from aiohttp import web
+
+    from kafka_helpers import free_port
+
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\x00: x\r\n\r\n")
+        response = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    # The server names itself by web_response's copy of aiohttp's version string (which a worker started in this
+    # process replaced, as hide_server_version does); the string itself carries the versions.
+    assert b"\r\nServer: " + aiohttp.web_response.SERVER_SOFTWARE.encode() + b"\r\n" in response
+    assert "SERVER_SOFTWARE" in inspect.getsource(aiohttp.web_response.StreamResponse._prepare_headers)
+    assert "aiohttp/" in aiohttp.http.SERVER_SOFTWARE
+    errors = [record for record in caplog.records if record.name == "aiohttp.server"]
+    assert errors and errors[0].levelno == logging.ERROR and errors[0].exc_info

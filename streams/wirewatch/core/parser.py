@@ -15,9 +15,11 @@ text. Pure Python: no Kafka, no Faust.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from ..errors import ParseError
 from ..models import Brief, Precision
 from .markup import html_to_text, looks_like_html
 
-__all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age", "MAX_AGE", "clear_caches"]
+__all__ = ["ParsedPage", "Rejected", "parse_page", "DEFAULT_PARSE_BUDGET", "brief_id", "Age", "parse_age", "MAX_AGE", "clear_caches"]
 
 # A dateline city is printed in capitals: letters (any script), spaces,
 # hyphens, dots and apostrophes ('S-HERTOGENBOSCH, SINT-PETERSBURG, TEL AVIV).
@@ -37,9 +39,19 @@ __all__ = ["ParsedPage", "Rejected", "parse_page", "brief_id", "Age", "parse_age
 # run can hold the "(" that follows the city, so giving characters back could
 # never help a match; the city may keep trailing spaces, which are stripped.
 _CITY = r"['’]?[^\W\d_]++(?:[ .'’\-]++[^\W\d_]*+)*+"
-_AGENCY = r"[^\W_][\w.&' ]*?"
+# Every repeat in the agency list is possessive and bounded. An agency may end
+# in spaces, and so may the gap before a "/": with ordinary repeats a line such
+# as "AB (A  /A  /A  /… !" split those spaces every possible way before failing,
+# doubling the time with each "/" (a 112-byte page took 50 s). No agency holds
+# "/" or ")", so taking its characters whole loses no match.
+MAX_AGENCY_CHARS = 40
+MAX_AGENCIES = 8
+#: Longer capitals before "(" are a shouting sentence, not a city (the longest place names have about 60 letters).
+MAX_CITY_CHARS = 64
+_AGENCY = rf"[^\W_][\w.&' ]{{0,{MAX_AGENCY_CHARS - 1}}}+"
 _DATELINE = re.compile(
-    rf"(?P<city>{_CITY})[ \t]*\((?P<agencies>{_AGENCY}(?:[ \t]*/[ \t]*{_AGENCY})*)\)[ \t]*[-–—][ \t]*"
+    rf"(?P<city>{_CITY})[ \t]*+\((?P<agencies>{_AGENCY}(?:[ \t]*+/[ \t]*+{_AGENCY}){{0,{MAX_AGENCIES - 1}}}+)\)"
+    rf"[ \t]*+[-–—][ \t]*+"
 )
 
 #: Ages beyond this are not believed ("99999 dagen geleden"); wire lists show hours and days.
@@ -102,6 +114,34 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 def _collapse(text: str) -> str:
     """Runs of whitespace as one space, none at the ends (``str.split`` and ``\\s`` agree on what whitespace is)."""
     return " ".join(text.split())
+
+
+#: CPU seconds one page may take to parse. Every pattern is linear, so a page of
+#: the largest allowed size parses well within it; the budget is the backstop
+#: for a cost nobody foresaw, so that one record cannot hold a worker's event loop.
+DEFAULT_PARSE_BUDGET = 2.0
+
+# The CPU time (this thread's) at which the page being parsed has overspent, if it has a budget.
+_PARSE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("parse_deadline", default=None)
+
+
+_spent_steps = 0
+
+
+def _spend() -> None:
+    """Stop the parse with ``parse_budget_exceeded`` once the page has had its CPU time.
+
+    Called between lines, items and tags, each of which takes time linear in
+    its own length; the clock is read every 16th call (reading it every time
+    cost 4% of a normal parse), so a parse overruns its budget by at most 16 of them.
+    """
+    global _spent_steps
+    _spent_steps += 1
+    if _spent_steps & 15:
+        return
+    deadline = _PARSE_DEADLINE.get()
+    if deadline is not None and time.thread_time() > deadline:
+        raise ParseError("parse_budget_exceeded", "the page took longer to parse than its CPU budget allows")
 
 
 _PRECISION_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -225,7 +265,7 @@ def normalise(text: str) -> str:
     """Plain text (markup removed), Unicode NFC, Unix newlines, no BOM or control characters, no trailing blanks."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
     if looks_like_html(text):
-        text = html_to_text(text)
+        text = html_to_text(text, spend=_spend)
     lines = unicodedata.normalize("NFC", text).split("\n")
     # Most lines are printable throughout; only the others are searched for controls.
     return "\n".join(
@@ -243,7 +283,7 @@ def _split_dateline(body: str) -> tuple[str | None, list[str], str]:
 
 
 def _is_city(city: str) -> bool:
-    return city.isupper() and len(city.strip()) >= 2
+    return city.isupper() and 2 <= len(city.strip()) <= MAX_CITY_CHARS
 
 
 def _opens_with_dateline(text: str) -> bool:
@@ -263,6 +303,7 @@ def _closing_ages(text: str) -> Iterator[re.Match[str]]:
     for word_start in _age_word_starts(text):
         if word_start < position:
             continue
+        _spend()
         search_from = max(position, text.rfind("\n", 0, word_start) + 1)
         while True:
             match = _AGE_CANDIDATE.search(text, search_from)
@@ -402,7 +443,9 @@ def _item_bodies(chunk: str) -> tuple[str, ...]:
         return ()
     starts = [0]
     offset = 0
-    for line in chunk.split("\n"):
+    for number, line in enumerate(chunk.split("\n")):
+        if number % 64 == 63:
+            _spend()
         if offset and _opens_with_dateline(line):
             starts.append(offset)
         offset += len(line) + 1
@@ -420,6 +463,7 @@ def parse_page(
     lead_published_at: datetime | None = None,
     max_briefs: int = 500,
     keep: Callable[[str], bool] | None = None,
+    budget_seconds: float | None = None,
 ) -> ParsedPage:
     """Split ``page`` into briefs.
 
@@ -437,10 +481,32 @@ def parse_page(
     others are only counted (``left_out``). A worker that has forwarded most
     of a snapshot's briefs already builds models for the new ones alone.
 
+    ``budget_seconds`` caps the CPU time of the parse: past it the parse stops
+    with :class:`ParseError` ``parse_budget_exceeded`` (see
+    :data:`DEFAULT_PARSE_BUDGET`). ``None`` parses without a cap.
+
     Raises :class:`ParseError` when the page holds no brief at all.
     """
     if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
         raise ValueError("fetched_at must be timezone-aware")
+    deadline = None if budget_seconds is None else time.thread_time() + budget_seconds
+    token = _PARSE_DEADLINE.set(deadline)
+    try:
+        return _parse_page(page, fetched_at, source, url, section, lead_published_at, max_briefs, keep)
+    finally:
+        _PARSE_DEADLINE.reset(token)
+
+
+def _parse_page(
+    page: str,
+    fetched_at: datetime,
+    source: str,
+    url: str | None,
+    section: str | None,
+    lead_published_at: datetime | None,
+    max_briefs: int,
+    keep: Callable[[str], bool] | None,
+) -> ParsedPage:
     text = normalise(page)
     if not text.strip():
         raise ParseError("empty_page", "the page is empty")
@@ -477,6 +543,7 @@ def parse_page(
     floors = _FetchFloors(fetched_at)
     position = left_out = 0
     for kind, item, age, headline in entries:
+        _spend()
         city = item.city
         if city is None:
             rejected.append(Rejected("no_dateline", "a list item does not open with a dateline", item.printed))

@@ -16,10 +16,11 @@ import orjson
 from pydantic import ValidationError
 
 from ..errors import DecodeError, RejectedInput
-from ..models import Brief, DeadLetter, Envelope
-from .parser import ParsedPage, parse_page
+from ..models import MAX_SOURCE_CHARS, Brief, DeadLetter, Envelope
+from .parser import DEFAULT_PARSE_BUDGET, ParsedPage, parse_page
 
 __all__ = ["RawRecord", "Outcome", "decode_envelope", "split_record", "parse_envelope", "dead_letter", "check_fetch_time",
+           "minimal_dead_letter", "MAX_DEAD_LETTER_KEY_BYTES",
            "bare_page_source", "read_brief", "read_brief_batch", "in_event_order", "RecentIds", "FirstSightings"]
 
 
@@ -72,7 +73,10 @@ def decode_envelope(record: RawRecord, *, max_page_bytes: int) -> Envelope:
         raise DecodeError("missing_source", "a bare page needs a 'source' header or a record key")
     if record.timestamp is None:
         raise DecodeError("missing_timestamp", "a bare page needs a record timestamp for fetched_at")
-    return Envelope(source=source, fetched_at=record.timestamp, body=body)
+    try:
+        return Envelope(source=source, fetched_at=record.timestamp, body=body)
+    except ValidationError as error:  # a page fit for a worker's memory, yet not for the envelope
+        raise DecodeError("invalid_envelope", f"the bare page makes no valid envelope: {_first_problem(error)}") from None
 
 
 def _decode_json_envelope(value: bytes) -> Envelope:
@@ -90,8 +94,15 @@ def _decode_json_envelope(value: bytes) -> Envelope:
 
 
 def bare_page_source(record: RawRecord) -> str | None:
-    """The source of a bare page: its ``source`` header, else its record key."""
-    return _header_text(record.headers, "source") or _key_text(record.key)
+    """The source of a bare page: its ``source`` header, else its record key.
+
+    Keys are often page URLs, which may be longer than a source name may be:
+    a longer one is cut to fit and ends in "…".
+    """
+    source = _header_text(record.headers, "source") or _key_text(record.key)
+    if source is not None and len(source) > MAX_SOURCE_CHARS:
+        source = source[: MAX_SOURCE_CHARS - 1].rstrip() + "…"
+    return source
 
 
 def _header_text(headers: Mapping[str, bytes], name: str) -> str | None:
@@ -117,15 +128,17 @@ def split_record(
     max_briefs_per_page: int = 500,
     now: datetime | None = None,
     keep: Callable[[str], bool] | None = None,
+    parse_budget_seconds: float | None = DEFAULT_PARSE_BUDGET,
 ) -> Outcome:
     """Briefs and dead letters of one raw record (only the briefs whose ids ``keep`` takes, when given).
 
-    Never raises on bad input.
+    Never raises on bad input. A page that takes more than
+    ``parse_budget_seconds`` of CPU is dead-lettered as ``parse_budget_exceeded``.
     """
     try:
         envelope = decode_envelope(record, max_page_bytes=max_page_bytes)
         check_fetch_time(envelope, now or datetime.now(timezone.utc))
-        page = parse_envelope(envelope, max_briefs=max_briefs_per_page, keep=keep)
+        page = parse_envelope(envelope, max_briefs=max_briefs_per_page, keep=keep, budget_seconds=parse_budget_seconds)
     except RejectedInput as error:
         letter = dead_letter(record, error.reason, error.message, max_original_bytes=dead_letter_max_original_bytes)
         return Outcome(briefs=[], dead_letters=[letter])
@@ -164,9 +177,13 @@ def check_fetch_time(envelope: Envelope, now: datetime) -> None:
 
 
 def parse_envelope(
-    envelope: Envelope, *, max_briefs: int = 500, keep: Callable[[str], bool] | None = None
+    envelope: Envelope,
+    *,
+    max_briefs: int = 500,
+    keep: Callable[[str], bool] | None = None,
+    budget_seconds: float | None = DEFAULT_PARSE_BUDGET,
 ) -> ParsedPage:
-    """Parse the page an envelope carries."""
+    """Parse the page an envelope carries, within ``budget_seconds`` of CPU."""
     return parse_page(
         envelope.body,
         fetched_at=envelope.fetched_at,
@@ -176,7 +193,14 @@ def parse_envelope(
         lead_published_at=envelope.published_at,
         max_briefs=max_briefs,
         keep=keep,
+        budget_seconds=budget_seconds,
     )
+
+
+#: A dead letter keeps this much of a record key: keys are page URLs, and a dead
+#: letter must stay far below the broker's message size whatever the key.
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+_MAX_MESSAGE_CHARS = 2000
 
 
 def dead_letter(
@@ -187,22 +211,38 @@ def dead_letter(
     max_original_bytes: int,
     rejected_count: int = 1,
 ) -> DeadLetter:
-    """A dead letter for ``record``, keeping at most ``max_original_bytes`` of its value."""
+    """A dead letter for ``record``, keeping at most ``max_original_bytes`` of its value and a short key."""
     value = record.value or b""
     kept = value[:max_original_bytes]
+    key = record.key
     return DeadLetter(
         reason=reason,
-        message=message,
+        message=message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 1] + "…",
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
         source_timestamp=record.timestamp,
-        source_key_base64=base64.b64encode(record.key).decode("ascii") if record.key is not None else None,
+        source_key_base64=base64.b64encode(key[:MAX_DEAD_LETTER_KEY_BYTES]).decode("ascii") if key is not None else None,
+        source_key_size=len(key) if key is not None else None,
+        source_key_truncated=key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES,
         original_base64=base64.b64encode(kept).decode("ascii"),
         original_size=len(value),
         original_truncated=len(kept) < len(value),
         rejected_count=rejected_count,
         failed_at=datetime.now(timezone.utc),
+    )
+
+
+def minimal_dead_letter(letter: DeadLetter, why: str) -> DeadLetter:
+    """``letter`` without the record's key and value: where it came from, why, and why the rest is missing."""
+    return letter.model_copy(
+        update={
+            "message": f"{letter.message[:500]} (key and value left out: {why[:300]})",
+            "source_key_base64": None,
+            "source_key_truncated": letter.source_key_base64 is not None,
+            "original_base64": "",
+            "original_truncated": letter.original_size > 0,
+        }
     )
 
 

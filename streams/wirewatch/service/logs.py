@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import datetime, timezone
 
-__all__ = ["JsonFormatter", "logging_config"]
+__all__ = ["JsonFormatter", "logging_config", "CREDENTIAL_LOGGERS"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,8 +25,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+#: Libraries whose debug lines can carry credentials, never logged below INFO:
+#: aiokafka's connection logs each SASL PLAIN request, password included.
+CREDENTIAL_LOGGERS = ("aiokafka",)
+
+
 def logging_config(level: str, fmt: str) -> dict:
-    """A ``logging.config.dictConfig`` document that sends everything to stderr."""
+    """A ``logging.config.dictConfig`` document that sends everything to stderr.
+
+    At ``debug`` the loggers in :data:`CREDENTIAL_LOGGERS` stay at ``info``.
+    """
     formatter = (
         {"()": "wirewatch.service.logs.JsonFormatter"}
         if fmt == "json"
@@ -38,4 +46,10 @@ def logging_config(level: str, fmt: str) -> dict:
         "formatters": {"default": formatter},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "default"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"level": _at_least_info(level)} for name in CREDENTIAL_LOGGERS},
     }
+
+
+def _at_least_info(level: str) -> str:
+    number = logging.getLevelName(level.upper())
+    return level.upper() if isinstance(number, int) and number > logging.INFO else "INFO"

@@ -8,28 +8,145 @@
 - ``/ready``: readiness; 503 while the worker rebalances, recovers tables, or
   has not yet joined its group.
 - ``/``: the desk page; ``/api/desk``: its data.
+
+The server binds ``WIREWATCH_WEB_HOST`` alone (Faust binds every interface
+unless told otherwise), answers only to the host names :class:`WebPolicy`
+allows, asks for the token on every path but the probes when one is set,
+closes clients that send no whole request within the idle timeout, and sends
+security headers with every response.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 import faust
+from aiohttp import web
+from aiohttp.web_runner import AppRunner
 from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..upstream.aiohttp_errors import SERVER_NAME, hide_server_version, one_line_error_logger
 from .desk import DeskView
 from .metrics import Metrics
 
-__all__ = ["WirewatchWeb", "add_views", "readiness"]
+__all__ = ["WirewatchWeb", "WebPolicy", "add_views", "readiness", "DESK_PAGE"]
+
+#: Paths an orchestrator probes without credentials; they tell nothing of the news.
+PROBE_PATHS = frozenset({"/health", "/ready"})
+
+
+def _desk_page() -> bytes:
+    return resources.files("wirewatch.service.static").joinpath("desk.html").read_bytes()
+
+
+DESK_PAGE = _desk_page()
+
+
+def _inline_hashes(page: bytes, element: str) -> str:
+    """CSP sources for the page's inline ``element`` blocks, by hash: no other inline code can run."""
+    blocks = re.findall(rb"<%s>(.*?)</%s>" % (element.encode(), element.encode()), page, re.DOTALL)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(block).digest()).decode()}'" for block in blocks)
+
+
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; script-src {_inline_hashes(DESK_PAGE, 'script')}; "
+    f"style-src {_inline_hashes(DESK_PAGE, 'style')}; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Server": SERVER_NAME,
+}
+
+
+@dataclass(frozen=True)
+class WebPolicy:
+    """Who may use the web port, and how long a client may take to ask."""
+
+    #: Host header names answered (the port aside); empty: any.
+    host_names: frozenset[str] = frozenset()
+    token: str | None = None
+    idle_timeout: float = 30.0
+
+    def allows_host(self, host: str | None) -> bool:
+        if not self.host_names:
+            return True
+        return _host_name(host or "") in self.host_names
+
+    def authorised(self, authorization: str | None) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer":
+            offered = credentials.strip()
+        elif scheme.lower() == "basic":
+            try:
+                offered = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+        else:
+            return False
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    async def guard(self, request: web.Request, handler) -> web.StreamResponse:
+        """Refuse a request for another host name or without the token; else handle it."""
+        if not self.allows_host(request.headers.get("Host")):
+            return web.Response(status=421, text="this server does not answer to that host name\n")
+        if request.path not in PROBE_PATHS and not self.authorised(request.headers.get("Authorization")):
+            return web.Response(
+                status=401,
+                text="authentication required\n",
+                headers={"WWW-Authenticate": 'Basic realm="wirewatch", charset="UTF-8"'},
+            )
+        return await handler(request)
+
+
+def _host_name(host: str) -> str:
+    """``host`` of a Host header without its port: ``[::1]:6066`` → ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
 
 
 class WirewatchWeb(Web):
-    """Faust's aiohttp web server without its placeholder index at ``/``."""
+    """Faust's aiohttp web server, without its placeholder index at ``/``, under a :class:`WebPolicy`."""
 
     production_blueprints = ()
+
+    def __init__(self, app: faust.App, *, policy: WebPolicy, **kwargs) -> None:
+        super().__init__(app, **kwargs)
+
+        @web.middleware
+        async def guard(request: web.Request, handler) -> web.StreamResponse:
+            return await policy.guard(request, handler)
+
+        self.web_app.middlewares.append(guard)
+        self.web_app.on_response_prepare.append(_add_security_headers)
+        hide_server_version()
+        # aiohttp keeps a connection that sends nothing, or a request's headers a byte at a time, for an hour.
+        self._runner = AppRunner(
+            self.web_app,
+            access_log=None,
+            keepalive_timeout=policy.idle_timeout,
+            logger=one_line_error_logger(),
+        )
 
 
 def readiness(app: faust.App) -> list[str]:
@@ -45,7 +162,7 @@ def readiness(app: faust.App) -> list[str]:
 
 
 def add_views(app: faust.App, metrics: Metrics, desk: DeskView, stalled: Callable[[], list] = list) -> None:
-    page = resources.files("wirewatch.service.static").joinpath("desk.html").read_bytes()
+    page = DESK_PAGE
 
     @app.page("/metrics")
     class MetricsView(View):

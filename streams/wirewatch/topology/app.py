@@ -51,7 +51,7 @@ from ..core.engine import StoryEngine
 from ..service.desk import DeskView
 from ..service.kafka import TopicSpec
 from ..service.metrics import Metrics
-from ..service.web import WirewatchWeb, add_views
+from ..service.web import WebPolicy, WirewatchWeb, add_views
 from ..settings import Settings
 from ..upstream.consumer import GuardedConsumer
 from ..upstream.producer_flush import DrainingProducer
@@ -70,15 +70,16 @@ class _FaustApp(faust.App):
     :class:`DrainingProducer`.
 
     ``wirewatch_metrics`` is what the consumer counts held-back records and
-    unrecorded acks in.
+    unrecorded acks in; ``web_policy`` says who may use the web port.
     """
 
-    def __init__(self, *args, wirewatch_metrics: Metrics, **kwargs) -> None:
+    def __init__(self, *args, wirewatch_metrics: Metrics, web_policy: WebPolicy, **kwargs) -> None:
         self.wirewatch_metrics = wirewatch_metrics
+        self.web_policy = web_policy
         super().__init__(*args, **kwargs)
 
     def _new_web(self) -> WirewatchWeb:
-        return WirewatchWeb(self)
+        return WirewatchWeb(self, policy=self.web_policy)
 
     def _new_consumer(self):
         self.transport.Consumer = GuardedConsumer
@@ -110,6 +111,11 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     app = _FaustApp(
         settings.group_id,
         wirewatch_metrics=metrics,
+        web_policy=WebPolicy(
+            host_names=settings.web_host_names(),
+            token=settings.web_auth_token.get_secret_value() if settings.web_auth_token else None,
+            idle_timeout=settings.web_idle_timeout_seconds,
+        ),
         broker=settings.broker_url,
         broker_credentials=settings.broker_credentials(),
         store=settings.store,
@@ -117,6 +123,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         web_host=settings.web_host,
+        # Faust binds every interface unless told; web_host alone is only the address it links to.
+        web_bind=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
         # Table contents and cluster topology stay off the web port.

@@ -69,6 +69,7 @@ def declare_brief_stages(app: faust.App, settings: Settings, metrics: Metrics, t
                     max_page_bytes=settings.max_page_bytes,
                     dead_letter_max_original_bytes=settings.dead_letter_max_original_bytes,
                     max_briefs_per_page=settings.max_briefs_per_page,
+                    parse_budget_seconds=settings.parse_budget_seconds,
                     # Repeats are dropped unbuilt: most of a snapshot was forwarded with an earlier one.
                     keep=lambda brief_id: brief_id not in forwarded,
                 )

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.types import EventT, TopicT
 
-from ..core.pipeline import RawRecord
+from ..core.pipeline import MAX_DEAD_LETTER_KEY_BYTES, RawRecord, minimal_dead_letter
 from ..models import DeadLetter
 from ..service.metrics import Metrics
 from ..settings import Settings
 
 __all__ = ["STORY_SHARD_KEY", "Topics", "bytes_topic", "dead_letter_publisher", "raw_record"]
+
+log = logging.getLogger(__name__)
 
 #: The one key of the story input: one partition, and so one worker, sees every brief.
 STORY_SHARD_KEY = b"stories"
@@ -43,9 +47,24 @@ class Topics:
 
 
 def dead_letter_publisher(metrics: Metrics, topic: TopicT):
+    """A coroutine function that sends a dead letter, and counts it once the producer has taken it.
+
+    A letter the producer refuses (too large for a request, say) goes again
+    without the record's key and value, so that its place and reason still
+    reach the topic before the record's offset is committed: the agent that
+    called it does not move past a record until some letter for it was taken.
+    """
+
     async def publish_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+        short_key = key[:MAX_DEAD_LETTER_KEY_BYTES] if key is not None else None
+        try:
+            await topic.send(key=short_key, value=letter.model_dump_json().encode(), force=True)
+        except ProducerSendError as error:
+            log.warning("dead letter for %s/%s refused (%s); sending it without the record",
+                        letter.source_partition, letter.source_offset, error)
+            letter = minimal_dead_letter(letter, str(error))
+            await topic.send(key=None, value=letter.model_dump_json().encode(), force=True)
         metrics.dead_letters.labels(letter.reason).inc(letter.rejected_count)
-        await topic.send(key=key, value=letter.model_dump_json().encode(), force=True)
 
     return publish_dead_letter
 
