@@ -192,7 +192,19 @@ class Settings(BaseSettings):
         default=_DETECTOR.dispersion, gt=0, description="Prior negative binomial shape, before a topic shows its own."
     )
     spike_range_half_life_seconds: float = Field(
-        default=_DETECTOR.range_half_life, gt=0, description="A spike must beat the topic's range decayed this fast."
+        default=_DETECTOR.range_half_life, gt=0, description="A drop must fall below the topic's lowest recent "
+        "windows (against expectation), forgotten this fast."
+    )
+    spike_ceiling_half_life_seconds: float = Field(
+        default=_DETECTOR.ceiling_half_life, gt=0, description="A rise must beat the topic's busiest closed window, "
+        "its memory halving this fast."
+    )
+    spike_ceiling_margin: float = Field(
+        default=_DETECTOR.ceiling_margin, ge=0, description="By how much (0.25: a quarter) a rise must beat that window."
+    )
+    spike_ceiling_min_expected: float = Field(
+        default=_DETECTOR.ceiling_min_expected, ge=0, description="From this many expected mentions per window, a "
+        "rise above the topic's ceiling alerts whatever its chance under the baseline; below it, the chance decides too."
     )
     spike_drop_min_expected: float = Field(
         default=_DETECTOR.drop_min_expected, gt=0, description="A topic must expect this many per window to drop."
@@ -295,6 +307,9 @@ class Settings(BaseSettings):
             baseline_half_life=self.baseline_half_life_seconds,
             season_memory=self.season_memory_seconds,
             range_half_life=self.spike_range_half_life_seconds,
+            ceiling_half_life=self.spike_ceiling_half_life_seconds,
+            ceiling_margin=self.spike_ceiling_margin,
+            ceiling_min_expected=self.spike_ceiling_min_expected,
             drop_min_expected=self.spike_drop_min_expected,
             prior_rate_per_hour=self.prior_rate_per_hour,
             prior_strength=self.prior_strength_seconds,

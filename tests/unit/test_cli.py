@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from wirewatch.models import Brief
 
@@ -206,6 +209,28 @@ def test_evaluate_scores_a_count_series_against_labelled_windows(tmp_path):
     assert report["false_alert_episodes"] == 3 and report["delays_seconds"] == [1800.0, None]
     missing = wirewatch("evaluate", str(labels), str(alerts), "--series", "other.csv")
     assert missing.returncode == 1 and b"--series" in missing.stderr
+
+
+def test_evaluate_adds_the_nab_standard_score_given_the_series(tmp_path):
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    stamp = lambda row: (start + timedelta(minutes=5 * row)).isoformat().replace("+00:00", "Z")  # noqa: E731
+    counts = tmp_path / "s.csv"
+    counts.write_text("timestamp,count\n" + "".join(f"{stamp(row)},1\n" for row in range(100)))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"s.csv": [[stamp(40), stamp(49)]]}))
+
+    def nab(*rows: int) -> float:
+        alerts = tmp_path / "alerts.jsonl"
+        alerts.write_text("".join(json.dumps({"id": f"a{row}", "detected_at": stamp(row)}) + "\n" for row in rows))
+        return json.loads(wirewatch("evaluate", str(labels), str(alerts), "--counts", str(counts)).stdout)["nab_standard"]
+
+    # 100 rows: the first 15 are probation. A detection on the window's first row earns all, none earns nothing,
+    # one on its last row the curve's value a tenth of a width before the end; before any window one costs 0.11.
+    assert (nab(40), nab(), nab(10)) == (100.0, 0.0, 0.0)
+    curve = lambda p: 2 / (1 + math.exp(5 * p)) - 1  # noqa: E731
+    assert nab(49) == pytest.approx(100 * (curve(-0.1) / curve(-1) + 1) / 2, abs=0.01)
+    assert nab(20) == pytest.approx(-5.5, abs=0.01)
+    assert nab(20, 40) == pytest.approx(94.5, abs=0.01)
 
 
 def test_simulate_needs_somewhere_to_put_the_feed():

@@ -361,13 +361,19 @@ class TestBacktest:
         shifted = lambda t, i: poisson(rng, 20.0 if i < 3 * 288 else 60.0)  # noqa: E731
         assert len(raised(backtest(series(shifted, days=6)))) <= 1
 
-    def test_a_burst_at_night_raises_one_alert(self):
-        rng = random.Random(12)
+    def test_a_burst_at_night_alerts_once_it_beats_the_topics_busiest_hours(self):
         night = lambda t: (t % 86400) < 6 * 3600  # noqa: E731
         burst = T0 + 5 * 86400 + 3 * 3600
-        cycle = lambda t, i: poisson(rng, (3.0 if night(t) else 40.0) + (25.0 if burst <= t < burst + 1800 else 0.0))  # noqa: E731
-        # The first morning is news to a detector that has never seen one; from the second day on it knows the cycle.
-        alerts = [a for a in backtest(series(cycle, days=6)) if a.detected_at.timestamp() >= T0 + 86400]
+
+        def night_burst(extra: float) -> list:
+            rng = random.Random(12)
+            cycle = lambda t, i: poisson(rng, (3.0 if night(t) else 40.0) + (extra if burst <= t < burst + 1800 else 0.0))  # noqa: E731
+            # The first morning is news to a detector that has never seen one; from the second day on it knows the cycle.
+            return [a for a in backtest(series(cycle, days=6)) if a.detected_at.timestamp() >= T0 + 86400]
+
+        # Eight times the night's count, yet below every afternoon: real mention counts burst like that daily.
+        assert night_burst(25.0) == []
+        alerts = night_burst(200.0)
         assert len({a.id for a in alerts if a.escalation == 0}) == 1
         assert alerts[0].window_start.timestamp() <= burst + 1800 and alerts[0].detected_at.timestamp() >= burst
         assert alerts[0].direction == "rise" and "expected" in alerts[0].reason

@@ -216,7 +216,9 @@ def _write_simulation(out: Path, simulation, envelopes: list[Envelope]) -> dict:
 @click.argument("truth")
 @click.argument("results", default="-")
 @click.option("--series", default=None, help="With a labels file of several series: the one RESULTS belong to.")
-def evaluate(truth: str, results: str, series: str | None) -> None:
+@click.option("--counts", default=None, type=click.Path(dir_okay=False),
+              help="With a labels file: the series' CSV, to add NAB's standard-profile score (it counts in rows).")
+def evaluate(truth: str, results: str, series: str | None, counts: str | None) -> None:
     """Score RESULTS against TRUTH; prints one JSON object.
 
     \b
@@ -227,10 +229,11 @@ def evaluate(truth: str, results: str, series: str | None) -> None:
       cluster' output: stories and alerts;
     - a labels file (JSON: series name → [[start, end], ...] anomaly windows,
       or one such list), RESULTS the output of 'wirewatch backtest': windows
-      detected, false alert episodes, delays.
+      detected, false alert episodes, delays; with --counts also the Numenta
+      Anomaly Benchmark's standard-profile score (100 perfect, 0 never alerting).
     """
     if truth.endswith(".json"):
-        click.echo(json.dumps(_evaluate_series(truth, results, series), indent=2))
+        click.echo(json.dumps(_evaluate_series(truth, results, series, counts), indent=2))
         return
     from ..offline.evaluation import resolve_merges, score_alerts, score_clusters
 
@@ -277,8 +280,8 @@ def evaluate(truth: str, results: str, series: str | None) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
-def _evaluate_series(labels_path: str, results: str, series: str | None) -> dict:
-    from ..offline.evaluation import score_spike_windows
+def _evaluate_series(labels_path: str, results: str, series: str | None, counts: str | None) -> dict:
+    from ..offline.evaluation import nab_scores, score_spike_windows
 
     try:
         with open(labels_path, encoding="utf-8") as handle:
@@ -305,7 +308,21 @@ def _evaluate_series(labels_path: str, results: str, series: str | None) -> dict
         moment = _utc_seconds(line["detected_at"])
         key = line.get("id") or f"line-{number}"
         first_seen[key] = min(first_seen.get(key, moment), moment)
-    return {"series": series, **score_spike_windows(windows, list(first_seen.values()))}
+    report = {"series": series, **score_spike_windows(windows, list(first_seen.values()))}
+    if counts is not None:
+        from ..offline.backtest import read_counts
+
+        try:
+            with open(counts, encoding="utf-8") as handle:
+                stamps = sorted({row.timestamp for row in read_counts(handle, default_topic="series")})
+        except OSError as error:
+            fail(f"cannot read {counts}: {error.strerror}", 2)
+        except ValueError as error:
+            fail(f"{counts}: {error}")
+        nab = nab_scores(stamps, windows, list(first_seen.values()))
+        report["nab_standard"] = round(nab.normalised, 2)
+        report["nab_raw"] = round(nab.raw, 4)
+    return report
 
 
 def _utc_seconds(text: str) -> float:

@@ -14,16 +14,22 @@
   episodes there are (alerts outside every window; alerts within an hour of
   the previous such alert are one episode), and each window's delay from its
   start to its first alert.
+- The same series scored as the Numenta Anomaly Benchmark scores detectors
+  (``nab_scores``, standard profile): see that function.
 Pure Python.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 
-__all__ = ["resolve_merges", "score_alerts", "score_clusters", "score_spike_windows"]
+__all__ = ["resolve_merges", "score_alerts", "score_clusters", "score_spike_windows", "NabScores", "nab_scores",
+           "nab_normalised"]
 
 FALSE_EPISODE_GAP = 3600.0
 
@@ -146,3 +152,69 @@ def score_spike_windows(windows: list[tuple[float, float]], detections: list[flo
         "delays_seconds": delays,
         "median_delay_seconds": statistics.median(detected) if detected else None,
     }
+
+
+#: NAB's standard profile: the weight of a detected window, a missed window and a detection outside every window.
+NAB_TRUE_POSITIVE, NAB_FALSE_NEGATIVE, NAB_FALSE_POSITIVE = 1.0, 1.0, 0.11
+#: The first 15% of a series, at most 750 rows, is NAB's probation: nothing in it counts.
+NAB_PROBATION_SHARE, NAB_PROBATION_ROWS = 0.15, 750
+
+
+@dataclass(frozen=True)
+class NabScores:
+    """One series' NAB scores: the detector's, never detecting's (``null``) and detecting each window at once."""
+
+    raw: float
+    null: float
+    perfect: float
+
+    @property
+    def normalised(self) -> float:
+        return nab_normalised([self])
+
+
+def _scaled_sigmoid(position: float) -> float:
+    """NAB's reward curve: 1 well before a window's end, 0 at it, -1 from three widths past it."""
+    return -1.0 if position > 3.0 else 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
+
+
+def nab_scores(stamps: list[float], windows: list[tuple[float, float]], detections: list[float]) -> NabScores:
+    """NAB's standard-profile scores of ``detections`` on a series whose rows are at ``stamps`` (sorted).
+
+    A detection counts on the last row at or before it. Inside a window only
+    its best detection counts, scaled so that one on the window's first row
+    earns 1; a missed window costs 1; each detection outside every window
+    costs 0.11 times the curve's value past the end of the window before it
+    (0.11 in full with no window before). Windows ending in the probation,
+    and detections in it, do not count.
+    """
+    rows = len(stamps)
+    probation = min(math.floor(NAB_PROBATION_SHARE * rows), NAB_PROBATION_ROWS)
+    spans = [(bisect.bisect_left(stamps, start), bisect.bisect_right(stamps, end) - 1) for start, end in windows]
+    full_credit = _scaled_sigmoid(-1.0)
+    best: dict[int, float | None] = {index: None for index, (_, last) in enumerate(spans) if last >= probation}
+    false_cost = 0.0
+    for row in sorted({max(bisect.bisect_right(stamps, moment) - 1, 0) for moment in detections}):
+        if row < probation:
+            continue
+        inside = next((index for index, (first, last) in enumerate(spans) if first <= row <= last), None)
+        if inside is not None:
+            first, last = spans[inside]
+            credit = _scaled_sigmoid(-(last - row + 1) / (last - first + 1)) * NAB_TRUE_POSITIVE / full_credit
+            if inside in best:
+                best[inside] = credit if best[inside] is None else max(best[inside], credit)
+            continue
+        before = [span for span in spans if span[1] < row]
+        if not before:
+            false_cost -= NAB_FALSE_POSITIVE
+        else:
+            first, last = before[-1]
+            false_cost += _scaled_sigmoid(abs(last - row) / float(max(last - first, 1))) * NAB_FALSE_POSITIVE
+    raw = false_cost + sum(-NAB_FALSE_NEGATIVE if credit is None else credit for credit in best.values())
+    return NabScores(raw=raw, null=-NAB_FALSE_NEGATIVE * len(best), perfect=float(len(best)))
+
+
+def nab_normalised(scores: list[NabScores]) -> float:
+    """NAB's corpus score of several series: 100 × (raw − null) / (perfect − null) over their sums; 0 never detects."""
+    raw, null, perfect = (sum(getattr(score, name) for score in scores) for name in ("raw", "null", "perfect"))
+    return 100.0 * (raw - null) / (perfect - null) if perfect > null else 0.0
