@@ -64,10 +64,21 @@ class Settings(BaseSettings):
         default=None, description="Static group membership id, e.g. the pod name; restarts keep partitions."
     )
     app_id: str = Field(default="wirewatch", description="Faust app id: consumer group and table prefix.")
-    stages: Literal["all", "briefs", "stories"] = Field(
+    stages: Literal["all", "briefs", "stories", "deliver"] = Field(
         default="all",
-        description="What a worker runs: every stage, only raw → briefs, or only the story stage "
-        "(consumer group <app_id>-stories). Separate processes keep the story engine's CPU work off the briefs' path.",
+        description="What a worker runs: every stage, only raw → briefs, only the story stage "
+        "(consumer group <app_id>-stories), or only alert delivery to Alertmanager (<app_id>-deliver). "
+        "Separate processes keep the story engine's CPU work off the briefs' path.",
+    )
+    alertmanager_url: str | None = Field(
+        default=None,
+        description="Alertmanager to deliver alerts to (http://127.0.0.1:9093); unset, alerts stay on wire.alerts "
+        "and the desk page.",
+    )
+    desk_url: str | None = Field(
+        default=None,
+        description="The desk page's address as people reach it, for links in delivered alerts; "
+        "default http://<web_host>:<web_port>/.",
     )
     topic_raw: str = "wire.raw"
     topic_briefs: str = "wire.briefs"
@@ -237,7 +248,7 @@ class Settings(BaseSettings):
     @property
     def group_id(self) -> str:
         """This worker's Faust app id: its consumer group and the prefix of its tables' changelogs."""
-        return f"{self.app_id}-stories" if self.stages == "stories" else self.app_id
+        return f"{self.app_id}-{self.stages}" if self.stages in ("stories", "deliver") else self.app_id
 
     @property
     def runs_briefs(self) -> bool:
@@ -246,6 +257,13 @@ class Settings(BaseSettings):
     @property
     def runs_stories(self) -> bool:
         return self.stages in ("all", "stories")
+
+    @property
+    def runs_delivery(self) -> bool:
+        return self.stages in ("all", "deliver") and self.alertmanager_url is not None
+
+    def desk_link(self) -> str:
+        return self.desk_url or f"http://{self.web_host}:{self.web_port}/"
 
     @property
     def topic_candidates(self) -> str:

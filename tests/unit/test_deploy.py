@@ -126,6 +126,12 @@ def test_compose_mirrors_the_local_scripts():
     assert services["producer"]["entrypoint"] == ["/app/bin/produce-samples"]
     assert "bin/produce-samples" in (REPO / "bin" / "demo").read_text()
     assert services["worker"]["ports"] == ["6066:6066"]
+    # Alertmanager: the routing the local script uses, and the worker delivering to it.
+    assert "./deploy/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in services["alertmanager"]["volumes"]
+    assert "--cluster.listen-address=" in services["alertmanager"]["command"]
+    assert "--cluster.listen-address=" in (DEPLOY / "alertmanager" / "local-alertmanager.sh").read_text()
+    assert services["worker"]["environment"]["WIREWATCH_ALERTMANAGER_URL"] == "http://alertmanager:9093"
+    assert "local-alertmanager.sh" in (REPO / "bin" / "demo").read_text()
 
 
 def test_dockerfile_is_pinned_and_unprivileged():

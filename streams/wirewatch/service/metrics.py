@@ -158,6 +158,15 @@ class Metrics:
         self.alert_revisions = Counter(
             "wirewatch_alert_revisions", "Revisions of alerts already raised.", registry=registry
         )
+        self.alert_deliveries = Counter(
+            "wirewatch_alert_deliveries",
+            "Posts of alert lines to Alertmanager, by outcome: delivered, failed (tried again) or rejected (a 4xx).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.alert_deliveries_pending = Gauge(
+            "wirewatch_alert_deliveries_pending", "Alert lines waiting for Alertmanager to take them.", registry=registry
+        )
         self.build_info = Gauge(
             "wirewatch_build_info",
             "Always 1; the labels say what is running.",

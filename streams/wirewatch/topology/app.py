@@ -57,6 +57,7 @@ from ..upstream.consumer import GuardedConsumer
 from ..upstream.producer_flush import DrainingProducer
 from .brief_stages import declare_brief_stages
 from .story_stage import declare_story_stage
+from .delivery_stage import declare_delivery_stage
 from .topics import STORY_SHARD_KEY, Topics, bytes_topic
 from .watchdogs import declare_desk_feed, declare_watchdogs
 
@@ -168,6 +169,9 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         engine, story_tables = declare_story_stage(app, settings, metrics, topics)
         tables |= story_tables
         source_topics.add(settings.topic_story_input)
+    if settings.runs_delivery:
+        # Not a watched source: delivery waits for Alertmanager on purpose, and a restart would not bring it back.
+        tables |= declare_delivery_stage(app, settings, metrics, topics)
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
     stuck = declare_watchdogs(app, settings, metrics, frozenset(source_topics))

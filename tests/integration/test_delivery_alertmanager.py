@@ -1,0 +1,107 @@
+"""Alerts reach a real Prometheus Alertmanager, and none is lost while it is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from kafka_helpers import free_port, metric_total, scrape_metrics
+
+pytestmark = pytest.mark.kafka
+
+LOCAL_ALERTMANAGER = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "local-alertmanager.sh"
+
+
+class LocalAlertmanager:
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "ALERTMANAGER_PORT": str(self.port), "ALERTMANAGER_DATA_DIR": str(data_dir)}
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        subprocess.run([str(LOCAL_ALERTMANAGER), "start"], env=self.env, check=True)
+
+    def stop(self) -> None:
+        subprocess.run([str(LOCAL_ALERTMANAGER), "stop"], env=self.env, check=False)
+
+    def news_alerts(self) -> list[dict]:
+        query = urllib.parse.quote('alertname="NewsSpike"')
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts?filter={query}", timeout=10) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    manager = LocalAlertmanager(tmp_path / "alertmanager")
+    yield manager
+    manager.stop()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_spike_raised_while_alertmanager_is_down_reaches_it_once_it_is_up(
+    wirewatch_env, start_worker, seed_page, tmp_path, alertmanager
+):
+    env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": alertmanager.url,
+           "WIREWATCH_DESK_URL": "https://desk.example.org/"}
+    start_worker(env)
+    port = int(env["WIREWATCH_WEB_PORT"])
+    page = tmp_path / "seed.txt"
+    page.write_text(seed_page, encoding="utf-8")
+    fetched = datetime.now(timezone.utc).replace(microsecond=0)
+    subprocess.run([sys.executable, "-m", "wirewatch", "produce", str(page), "--fetched-at", fetched.isoformat(),
+                    "--source", "seed"], env={**os.environ, **env}, check=True, capture_output=True)
+
+    # Alertmanager is not running yet: the alert waits, its attempts counted.
+    wait_for(lambda: metric_total(scrape_metrics(port), "wirewatch_alert_deliveries_total", outcome="failed") >= 2,
+             60, "failed deliveries")
+    assert metric_total(scrape_metrics(port), "wirewatch_alert_deliveries_pending") == 1
+
+    alertmanager.start()
+    alerts = wait_for(alertmanager.news_alerts, 90, "the alert in Alertmanager")
+    assert len(alerts) == 1
+    alert = alerts[0]
+    labels, annotations = alert["labels"], alert["annotations"]
+    assert labels["alertname"] == "NewsSpike" and labels["topic"] == "greenland" and labels["direction"] == "rise"
+    assert labels["severity"] in ("medium", "high", "critical") and labels["desk"] == "all"
+    assert annotations["summary"].startswith("greenland: ")
+    assert annotations["desk_url"] == f"https://desk.example.org/#alert-{labels['alert_id']}"
+    assert "expected" in annotations["description"]
+    assert alert["status"]["state"] == "active"
+    starts = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
+    ends = datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+    assert (ends - starts).total_seconds() >= 7200 - 60  # it resolves by itself once its cooldown is over
+
+    # Every revision of the spike went to the same Alertmanager alert, and nothing is left waiting.
+    metrics = wait_for(lambda: (m := scrape_metrics(port)) and
+                       metric_total(m, "wirewatch_alert_deliveries_pending") == 0 and m, 30, "an empty queue")
+    assert metric_total(metrics, "wirewatch_alert_deliveries_total", outcome="delivered") >= 1
+    assert metric_total(metrics, "wirewatch_alert_deliveries_total", outcome="rejected") == 0
+    assert len(alertmanager.news_alerts()) == 1
+
+
+def test_the_routing_configuration_passes_amtool():
+    config = LOCAL_ALERTMANAGER.parent / "alertmanager.yml"
+    checked = subprocess.run(["amtool", "check-config", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routed = subprocess.run(["amtool", "config", "routes", "test", "--config.file", str(config),
+                             "alertname=NewsSpike", "topic=greenland", "severity=critical", "desk=all"],
+                            capture_output=True, text=True)
+    assert routed.returncode == 0 and routed.stdout.strip() == "desk", routed.stdout + routed.stderr
