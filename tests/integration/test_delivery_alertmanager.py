@@ -105,3 +105,23 @@ def test_the_routing_configuration_passes_amtool():
                              "alertname=NewsSpike", "topic=greenland", "severity=critical", "desk=all"],
                             capture_output=True, text=True)
     assert routed.returncode == 0 and routed.stdout.strip() == "desk", routed.stdout + routed.stderr
+
+
+def test_mute_mutes_and_unmute_keep_silences_in_alertmanager(alertmanager):
+    alertmanager.start()
+    env = {**os.environ, "WIREWATCH_ALERTMANAGER_URL": alertmanager.url}
+
+    def wirewatch(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wirewatch", *args], env=env, capture_output=True, text=True)
+
+    muted = wirewatch("mute", "Greenland", "--for", "1h30m", "--desk", "foreign", "--reason", "known story")
+    assert muted.returncode == 0, muted.stderr
+    silence = json.loads(muted.stdout)
+    assert silence["topic"] == "greenland" and silence["desk"] == "foreign"
+    listed = [json.loads(line) for line in wirewatch("mutes").stdout.splitlines()]
+    assert [(m["id"], m["topic"], m["desk"], m["comment"]) for m in listed] == [
+        (silence["id"], "greenland", "foreign", "known story")]
+    assert wirewatch("unmute", silence["id"]).returncode == 0
+    assert wirewatch("mutes").stdout == ""
+    refused = wirewatch("mute", "greenland", "--for", "soon")
+    assert refused.returncode == 2 and "2h" in refused.stderr

@@ -6,7 +6,7 @@ one-line reason, never a traceback. Commands that need no broker live in
 :mod:`.offline`, those that talk to the cluster in :mod:`.broker`.
 """
 
-from . import broker, offline  # noqa: F401  (each registers its commands on the group)
+from . import alerts, broker, offline  # noqa: F401  (each registers its commands on the group)
 from .group import main
 
 __all__ = ["main"]

@@ -81,10 +81,6 @@ class AlertmanagerClient:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, longest_wait)
 
-    async def alerts(self, **filters: str) -> list[dict]:
-        query = "&".join(f"filter={name}%3D%22{value}%22" for name, value in filters.items())
-        return await self._request("GET", f"/alerts{'?' + query if query else ''}")
-
     async def create_silence(self, matchers: dict[str, str], *, starts_at: str, ends_at: str, created_by: str,
                              comment: str) -> str:
         body = {
