@@ -147,6 +147,10 @@ make_certificates() {
   command -v keytool >/dev/null || die "keytool (Java) is required for KAFKA_TLS_PORT"
   rm -rf "$tls_dir"
   mkdir -p -m 700 "$tls_dir"
+  # Keys, keystores and their password: the owner's alone.
+  local previous_umask
+  previous_umask="$(umask)"
+  umask 077
   local password
   password="$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   echo "$password" >"$tls_dir/password"
@@ -163,6 +167,7 @@ make_certificates() {
   "${keytool[@]}" -importcert -noprompt -keystore "$tls_dir/broker.p12" -alias ca -file "$tls_dir/ca.pem" >/dev/null 2>&1
   "${keytool[@]}" -importcert -noprompt -keystore "$tls_dir/broker.p12" -alias broker -file "$tls_dir/broker.pem" \
     >/dev/null 2>&1 || die "could not make the TLS certificates in $tls_dir"
+  umask "$previous_umask"
   say "made a development CA ($tls_dir/ca.pem) and a broker certificate for 127.0.0.1"
 }
 
