@@ -118,6 +118,7 @@ class ClusterInput(BaseModel):
     headline: str | None = None
     language: str | None = None
     city: str | None = None
+    section: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +137,7 @@ class ClusterInput(BaseModel):
             headline=brief.headline,
             language=brief.language,
             city=brief.city,
+            section=brief.section,
         )
 
 
@@ -201,6 +203,9 @@ class Alert(BaseModel):
     brief_ids: list[str] = Field(description="The first briefs of the window (at most 10 of count), oldest first.")
     samples: list[str] = Field(description="A few texts of the spiking story.")
     detected_at: AwareDatetime = Field(description="Event time of the brief that raised or revised it.")
+    cities: list[str] = Field(default_factory=list, description="Dateline cities of the briefs that raised and revised it.")
+    sections: list[str] = Field(default_factory=list, description="Their sections.")
+    languages: list[str] = Field(default_factory=list, description="Their languages.")
     series: CountSeries | None = Field(
         None, description="The topic's counts per step up to the brief that raised or revised it, for a chart."
     )

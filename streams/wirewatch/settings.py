@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="Alertmanager to deliver alerts to (http://127.0.0.1:9093); unset, alerts stay on wire.alerts "
         "and the desk page.",
     )
+    watchlists_file: str | None = Field(
+        default=None,
+        description="YAML file of desks and what each follows (docs/operating.md); read again when it changes. "
+        "Unset: every alert is for the desk 'all'.",
+    )
     desk_url: str | None = Field(
         default=None,
         description="The desk page's address as people reach it, for links in delivered alerts; "

@@ -56,11 +56,13 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_spike_raised_while_alertmanager_is_down_reaches_it_once_it_is_up(
+def test_a_spike_raised_while_alertmanager_is_down_reaches_its_desk_once_alertmanager_is_up(
     wirewatch_env, start_worker, seed_page, tmp_path, alertmanager
 ):
+    desks = tmp_path / "desks.yaml"
+    desks.write_text("desks:\n  foreign:\n    topics: [greenland, denmark]\n  domestic:\n    topics: [utrecht]\n")
     env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": alertmanager.url,
-           "WIREWATCH_DESK_URL": "https://desk.example.org/"}
+           "WIREWATCH_DESK_URL": "https://desk.example.org/", "WIREWATCH_WATCHLISTS_FILE": str(desks)}
     start_worker(env)
     port = int(env["WIREWATCH_WEB_PORT"])
     page = tmp_path / "seed.txt"
@@ -80,9 +82,9 @@ def test_a_spike_raised_while_alertmanager_is_down_reaches_it_once_it_is_up(
     alert = alerts[0]
     labels, annotations = alert["labels"], alert["annotations"]
     assert labels["alertname"] == "NewsSpike" and labels["topic"] == "greenland" and labels["direction"] == "rise"
-    assert labels["severity"] in ("medium", "high", "critical") and labels["desk"] == "all"
+    assert labels["severity"] in ("medium", "high", "critical") and labels["desk"] == "foreign"
     assert annotations["summary"].startswith("greenland: ")
-    assert annotations["desk_url"] == f"https://desk.example.org/#alert-{labels['alert_id']}"
+    assert annotations["desk_url"] == f"https://desk.example.org/?desk=foreign#alert-{labels['alert_id']}"
     assert "expected" in annotations["description"]
     assert alert["status"]["state"] == "active"
     starts = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
@@ -95,6 +97,14 @@ def test_a_spike_raised_while_alertmanager_is_down_reaches_it_once_it_is_up(
     assert metric_total(metrics, "wirewatch_alert_deliveries_total", outcome="delivered") >= 1
     assert metric_total(metrics, "wirewatch_alert_deliveries_total", outcome="rejected") == 0
     assert len(alertmanager.news_alerts()) == 1
+
+    # The desk page of the foreign desk shows it; the domestic desk's does not.
+    def desk_page(name: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/desk?desk={name}", timeout=10) as response:
+            return json.loads(response.read())
+
+    assert [a["topic"] for a in desk_page("foreign")["alerts"]] == ["greenland"]
+    assert desk_page("domestic")["alerts"] == []
 
 
 def test_the_routing_configuration_passes_amtool():

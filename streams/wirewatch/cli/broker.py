@@ -216,7 +216,10 @@ def worker(loglevel: str | None) -> None:
     log_config = _configure_logging(level, settings.log_format)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    wirewatch = create_app(settings)
+    try:
+        wirewatch = create_app(settings)
+    except WirewatchError as error:  # a broken watchlists file, say: its reason, not a traceback
+        fail(str(error))
     try:
         loop.run_until_complete(wait_for_broker(settings, timeout=settings.broker_wait_timeout))
         loop.run_until_complete(ensure_topics(settings, [*agent_topics(settings), *changelog_topics(wirewatch.app)]))

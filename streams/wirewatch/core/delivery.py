@@ -1,9 +1,9 @@
 """An alert of ``wire.alerts`` as Prometheus Alertmanager takes it (``POST /api/v2/alerts``).
 
 Alertmanager knows an alert by its label set: every line posted with the same
-labels updates one alert. So the labels of an alert id are fixed when it is
-first delivered (its severity then, the desks it matched then) and its
-revisions reuse them; an escalation has an id of its own, and so is an alert of
+labels updates one alert. An alert goes once per desk it is for (the ``desk``
+label); the severity label of an alert id is fixed when it is first
+delivered, and its revisions reuse it; an escalation has an id of its own, and so is an alert of
 its own. ``startsAt`` is the detection, ``endsAt`` the end of the cooldown:
 past it, with no revision to extend it, Alertmanager resolves the spike by
 itself and sends no reminder of a finished spike. Annotations carry what a
@@ -16,11 +16,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["ALERT_NAME", "DEFAULT_DESK", "alertmanager_alert", "alert_labels"]
+from .watchlists import DEFAULT_DESK
+
+__all__ = ["ALERT_NAME", "alertmanager_alert", "alert_labels"]
 
 ALERT_NAME = "NewsSpike"
-#: The desk of an alert no watchlist claims.
-DEFAULT_DESK = "all"
 _FIRST_BRIEFS = 3
 _ANNOTATION_CHARS = 1000
 
@@ -73,7 +73,7 @@ def alertmanager_alert(
         "revision": str(alert["revision"]),
         "count": str(alert["count"]),
         "related_topics": ", ".join(alert.get("related_topics", [])),
-        "desk_url": f"{desk_url.rstrip('/')}/#alert-{alert['id']}",
+        "desk_url": f"{desk_url.rstrip('/')}/{_desk_query(labels.get('desk'))}#alert-{alert['id']}",
     }
     return {
         "labels": labels,
@@ -82,6 +82,10 @@ def alertmanager_alert(
         "endsAt": _rfc3339(max(raised, detected) + timedelta(seconds=cooldown)),
         "generatorURL": annotations["desk_url"],
     }
+
+
+def _desk_query(desk: str | None) -> str:
+    return "" if desk in (None, DEFAULT_DESK) else f"?desk={desk}"
 
 
 def _expected(value: float) -> str:

@@ -163,6 +163,21 @@ def topic_zipf(topic: str, language: str | None) -> float:
     return 8.0 - term_rarity(topic, language)
 
 
+#: Places, sections and languages an alert lists at most: what desks need, a row that stays small.
+_ORIGINS_KEPT = 10
+
+
+def _with_origin(record: dict, origin: dict[str, str | None]) -> dict:
+    """``record`` also listing the city, section and language of a brief that raised or revised it."""
+    record = dict(record)
+    for key, value in (("cities", origin.get("city")), ("sections", origin.get("section")),
+                       ("languages", origin.get("language"))):
+        known = record.get(key, [])
+        if value and value not in known and len(known) < _ORIGINS_KEPT:
+            record[key] = [*known, value]
+    return record
+
+
 class SpikeTracker:
     """Window counts, topic histories and alert state: everything between a mention and an alert."""
 
@@ -233,8 +248,12 @@ class SpikeTracker:
         *,
         brief_id: str | None = None,
         new_to_story: bool = True,
+        origin: dict[str, str | None] | None = None,
     ) -> list[Alert]:
         """Count ``mentions`` (topic → how many at ``timestamp``) and return the alerts raised or revised.
+
+        ``origin`` is the brief's ``city``, ``section`` and ``language``: a
+        rise it raises or revises lists them, so desks can be told whose it is.
 
         ``brief_id`` names the one brief the mentions come from. A brief that a
         topic's step already lists was counted before a crash, and is not
@@ -258,7 +277,7 @@ class SpikeTracker:
                 closed = detector.add(history, timestamp, count, ids, observed_since=observed_since, zipf=zipf)
                 state.topic_history[topic] = history.to_dict()
             evaluations.append(detector.evaluate(topic, history, timestamp, observed_since, zipf, closed))
-        return self._alerts(evaluations, story_id, timestamp, language)
+        return self._alerts(evaluations, story_id, timestamp, language, origin)
 
     def _active(self, key: str, timestamp: float) -> dict | None:
         record = self.state.alerts.get(key)
@@ -266,7 +285,10 @@ class SpikeTracker:
             return record
         return None
 
-    def _alerts(self, evaluations: list[Evaluation], story_id: str, timestamp: float, language: str | None) -> list[Alert]:
+    def _alerts(
+        self, evaluations: list[Evaluation], story_id: str, timestamp: float, language: str | None,
+        origin: dict[str, str | None] | None = None,
+    ) -> list[Alert]:
         touched: list[str] = []  # topics whose alert changed, emitted once each at the end
         story_alert = self._active(f"story:{story_id}", timestamp)
         if story_alert is not None and story_alert["topic"] not in {e.topic for e in evaluations}:
@@ -299,7 +321,9 @@ class SpikeTracker:
             previous = before.get(topic)
             if previous is not None and previous.get("id") == record["id"]:
                 record = {**record, "revision": previous["revision"] + 1}
-                self.state.alerts[topic] = record
+            if origin and record.get("direction", RISE) == RISE:
+                record = _with_origin(record, origin)
+            self.state.alerts[topic] = record
             alerts.append(self._emit(topic, record, timestamp))
         return alerts
 
@@ -406,6 +430,9 @@ class SpikeTracker:
             escalation=record["escalation"],
             brief_ids=[brief_id for brief_id, _ in listed],
             samples=story["samples"] if story else [],
+            cities=record.get("cities", []),
+            sections=record.get("sections", []),
+            languages=record.get("languages", []),
             detected_at=_utc(timestamp),
             series=self._series(history, timestamp, record.get("zipf", topic_zipf(topic, None))),
         )
@@ -486,6 +513,7 @@ class StoryEngine:
             alerts = self.spikes.observe(
                 dict.fromkeys(terms.topics, 1), timestamp, story["id"], terms.language,
                 brief_id=brief.id, new_to_story=extended,
+                origin={"city": brief.city, "section": brief.section, "language": terms.language},
             )
         touched = list(dict.fromkeys(a.topic for a in alerts))
         record = {"t": timestamp, "story": story["id"], "alerts": touched}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from ..core.watchlists import Watchlists
+
 __all__ = ["DeskView"]
 
 
@@ -61,25 +63,41 @@ class DeskView:
             self._briefs.popitem(last=False)
 
     def snapshot(
-        self, now: float | None = None, *, stories: int = 10, briefs_per_story: int = 5, alerts: int = 20
+        self,
+        now: float | None = None,
+        *,
+        stories: int = 10,
+        briefs_per_story: int = 5,
+        alerts: int = 20,
+        desk: str | None = None,
+        watchlists: Watchlists | None = None,
+        muted: frozenset[str] = frozenset(),
     ) -> dict:
-        """The page's data, newest first.
+        """The page's data, newest first; with ``desk``, only what ``watchlists`` give that desk.
 
         A story's ``briefs`` are its newest known briefs, ``timeline`` the
         event times of all its known briefs (oldest first); an alert's
-        ``briefs`` are the known ones of its ``brief_ids``.
+        ``briefs`` are the known ones of its ``brief_ids``, its ``desks`` the
+        desks it is for, and ``muted`` whether its topic is in ``muted``.
         """
         now = time.time() if now is None else now
-        recent = [self._with_briefs(alert) for alert in reversed(self._alerts.values())]
+        watchlists = watchlists or Watchlists()
+        recent = []
+        for alert in reversed(self._alerts.values()):
+            desks = watchlists.desks_for_alert(alert)
+            if desk is None or desk in desks:
+                recent.append({**self._with_briefs(alert), "desks": desks, "muted": alert.get("topic") in muted})
         spikes = [a for a in recent if now - self._received[a["id"]] <= self.spike_seconds]
-        active = [s for s in self._stories.values() if now - self._received[s["id"]] <= self.story_seconds]
+        active = [s for s in self._stories.values() if now - self._received[s["id"]] <= self.story_seconds
+                  and (desk is None or desk in watchlists.desks_for_story(s))]
         active.sort(key=lambda s: (-s["brief_count"], s["id"]))
         shown = []
         for story in active[:stories]:
             known = [self._briefs[i] for i in story["brief_ids"] if i in self._briefs]
             timeline = sorted(b["event_time"] for b in known if b.get("event_time"))
             shown.append({**story, "briefs": known[::-1][:briefs_per_story], "timeline": timeline})
-        return {"spikes": spikes, "stories": shown, "alerts": recent[:alerts], "generated_at": now}
+        return {"spikes": spikes, "stories": shown, "alerts": recent[:alerts], "generated_at": now, "desk": desk,
+                "desks": sorted(watchlists.desks)}
 
     def _with_briefs(self, alert: dict) -> dict:
         return {**alert, "briefs": [self._briefs[i] for i in alert.get("brief_ids", ()) if i in self._briefs]}

@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -34,6 +35,7 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..core.watchlists import DEFAULT_DESK, WatchlistFile
 from ..upstream.aiohttp_errors import SERVER_NAME, hide_server_version, one_line_error_logger
 from .desk import DeskView
 from .metrics import Metrics
@@ -161,8 +163,17 @@ def readiness(app: faust.App) -> list[str]:
     return reasons
 
 
-def add_views(app: faust.App, metrics: Metrics, desk: DeskView, stalled: Callable[[], list] = list) -> None:
+def add_views(
+    app: faust.App,
+    metrics: Metrics,
+    desk: DeskView,
+    stalled: Callable[[], list] = list,
+    *,
+    watchlists: WatchlistFile | None = None,
+    muted=None,
+) -> None:
     page = DESK_PAGE
+    watchlists = watchlists or WatchlistFile(None)
 
     @app.page("/metrics")
     class MetricsView(View):
@@ -194,4 +205,9 @@ def add_views(app: faust.App, metrics: Metrics, desk: DeskView, stalled: Callabl
     @app.page("/api/desk")
     class DeskData(View):
         async def get(self, request: Request) -> Response:
-            return self.json(desk.snapshot())
+            current = watchlists.get(time.monotonic())
+            name = request.query.get("desk") or None
+            if name is not None and name not in current.desks and name != DEFAULT_DESK:
+                return self.json({"error": f"no desk {name!r}", "desks": sorted(current.desks)}, status=404)
+            topics = muted.topics if muted is not None else frozenset()
+            return self.json(desk.snapshot(desk=name, watchlists=current, muted=topics))

@@ -57,7 +57,8 @@ from ..upstream.consumer import GuardedConsumer
 from ..upstream.producer_flush import DrainingProducer
 from .brief_stages import declare_brief_stages
 from .story_stage import declare_story_stage
-from .delivery_stage import declare_delivery_stage
+from ..core.watchlists import WatchlistFile
+from .delivery_stage import MutedTopics, declare_delivery_stage, declare_silence_watch
 from .topics import STORY_SHARD_KEY, Topics, bytes_topic
 from .watchdogs import declare_desk_feed, declare_watchdogs
 
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     # whole worker for about a third of a backlog run.
     app.producer.buffer.max_messages = settings.producer_buffer_max_messages
     desk = DeskView(spike_seconds=settings.alert_cooldown_seconds, story_seconds=settings.story_ttl_seconds)
+    watchlists = WatchlistFile(settings.watchlists_file)  # a broken file stops the start with its reason
 
     topics = Topics(
         raw=bytes_topic(app, settings.topic_raw, settings),
@@ -171,12 +173,13 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         source_topics.add(settings.topic_story_input)
     if settings.runs_delivery:
         # Not a watched source: delivery waits for Alertmanager on purpose, and a restart would not bring it back.
-        tables |= declare_delivery_stage(app, settings, metrics, topics)
+        tables |= declare_delivery_stage(app, settings, metrics, topics, watchlists)
     metrics.watch_tables(lambda: [((name,), float(len(table.data))) for name, table in tables.items()])
 
     stuck = declare_watchdogs(app, settings, metrics, frozenset(source_topics))
     declare_desk_feed(app, settings, desk)
-    add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled))
+    muted = declare_silence_watch(app, settings) if settings.alertmanager_url else MutedTopics()
+    add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled), watchlists=watchlists, muted=muted)
     return WirewatchApp(
         app=app, settings=settings, metrics=metrics, desk=desk, engine=engine, source_topics=frozenset(source_topics)
     )
