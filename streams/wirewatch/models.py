@@ -147,6 +147,10 @@ class Story(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="wire.stories value")
 
     id: str = Field(description="story-<id of the brief that opened it>; stable across replays.")
+    title: str = Field(
+        "", description="The headline, else the first sentence, of its most central brief, in its briefs' main language."
+    )
+    tags: list[str] = Field(default_factory=list, description="Up to three names its briefs use most.")
     label: str = Field(description="Its most frequent topics, joined by ' · '.")
     topics: dict[str, int] = Field(description="Topic → number of its briefs that name it.")
     top_terms: list[str] = Field(description="Heaviest terms of its centroid.")
@@ -187,6 +191,7 @@ class Alert(BaseModel):
     revision: int = Field(ge=1, description="1 when raised; higher as more briefs join the same spike.")
     topic: str
     label: str = Field(description="The label of the story the spike belongs to (the topic, for a drop).")
+    title: str = Field("", description="The title of that story (the topic, for a drop).")
     direction: Literal["rise", "drop"] = Field(
         "rise", description="rise: far more briefs than expected; drop: a busy topic gone quiet."
     )

@@ -181,15 +181,18 @@ def test_evaluate_scores_real_labelled_briefs_and_follows_merges(tmp_path):
     results = tmp_path / "results.jsonl"
     results.write_bytes(wirewatch("cluster", str(labelled)).stdout)
     report = json.loads(wirewatch("evaluate", str(labelled), str(results)).stdout)
-    assert set(report) == {"stories"}
+    assert set(report) == {"stories", "stories_at_arrival"}
     assert report["stories"]["briefs"] == 36 and report["stories"]["true_stories"] == 3
     # A merge line folds the absorbed story into the one that took it: one story left, recall 1.
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     first, second = sorted({line["story_id"] for line in lines if line["type"] == "assignment"})[:2]
     merged = tmp_path / "merged.jsonl"
     merged.write_text(results.read_text() + json.dumps({"type": "merge", "story_id": second, "into": first}) + "\n")
-    after = json.loads(wirewatch("evaluate", str(labelled), str(merged)).stdout)["stories"]
+    merged_report = json.loads(wirewatch("evaluate", str(labelled), str(merged)).stdout)
+    after = merged_report["stories"]
     assert after["predicted_stories"] == report["stories"]["predicted_stories"] - 1
+    # At arrival the briefs stay in the stories they were first given: the merge changes nothing there.
+    assert merged_report["stories_at_arrival"] == report["stories_at_arrival"]
 
 
 def test_evaluate_scores_a_count_series_against_labelled_windows(tmp_path):

@@ -20,6 +20,9 @@ def test_a_revision_updates_the_alert_it_was_first_delivered_as():
     assert labels == {"alertname": ALERT_NAME, "alert_id": "alert-1", "topic": "greenland", "severity": "high",
                       "direction": "rise", "desk": "all"}
     revised = line(2, 4, "critical", "2026-01-21T14:20:00+00:00")
+    titled = alertmanager_alert(revised | {"title": "Trump wil Groenland kopen"}, labels=labels, starts_at="2026-01-21T14:01:00+00:00",
+                                cooldown=60, desk_url="http://desk/")
+    assert titled["annotations"]["summary"].endswith("expected: Trump wil Groenland kopen")
     posted = alertmanager_alert(revised, labels=labels, starts_at=first["detected_at"], cooldown=7200,
                                 desk_url="http://desk.example/", briefs={"b1": "NUUK (AFP) - Eerste.", "b3": "Derde."})
     assert posted["labels"] == labels  # the same Alertmanager alert, though the severity rose
@@ -28,7 +31,7 @@ def test_a_revision_updates_the_alert_it_was_first_delivered_as():
     assert datetime.fromisoformat(posted["endsAt"].replace("Z", "+00:00")) - datetime.fromisoformat(
         revised["detected_at"]) == timedelta(seconds=7200)
     notes = posted["annotations"]
-    assert notes["summary"] == "greenland: 4 briefs in the window, under 0.1 expected (donald trump · greenland)"
+    assert notes["summary"] == "greenland: 4 briefs in the window, under 0.1 expected: donald trump · greenland"
     assert notes["briefs"] == "- NUUK (AFP) - Eerste.\n- Derde."
     assert notes["desk_url"] == posted["generatorURL"] == "http://desk.example/#alert-alert-1"
     assert notes["revision"] == "2" and notes["related_topics"] == "denmark"

@@ -46,7 +46,8 @@ def test_the_seed_story_and_alert_read_as_count_against_expected(seed_page):
     story = next(update for update in updates if update.id in alert.story_ids and update.brief_count == 4)
     line = human_line("story", story.model_dump(mode="json"))
     assert "4 briefs" in line and "+1" in line
-    assert story.label[:20] in line
+    assert story.title[:40] in line and all(tag in line for tag in story.tags[:2])
+    assert alert.title[:40] in human_line("alert", alert.model_dump(mode="json"))
 
 
 def test_a_drop_says_it_fell():

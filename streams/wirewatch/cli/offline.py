@@ -224,7 +224,8 @@ def evaluate(truth: str, results: str, series: str | None, counts: str | None) -
     \b
     TRUTH is one of:
     - labelled briefs (JSON lines with id and a gold 'story'), RESULTS the
-      output of 'wirewatch cluster' on them: BCubed and pairwise scores;
+      output of 'wirewatch cluster' on them: BCubed and pairwise scores, after
+      merges and at arrival (each brief in the story it was first given);
     - a simulation's truth.jsonl ('wirewatch simulate'), RESULTS 'wirewatch
       cluster' output: stories and alerts;
     - a labels file (JSON: series name → [[start, end], ...] anomaly windows,
@@ -273,10 +274,13 @@ def evaluate(truth: str, results: str, series: str | None, counts: str | None) -
     if not predicted:
         fail(f"{results}: no assignments to score")
     stories = score_clusters(truth_story, resolve_merges(predicted, merges))
+    # The story each brief was first given: what its alert, the desk page and wire.stories used at that moment.
+    at_arrival = score_clusters(truth_story, predicted)
     if simulated:
-        report = {"alerts": score_alerts(spikes, brief_spike, alerts), "stories": stories}
+        report = {"alerts": score_alerts(spikes, brief_spike, alerts), "stories": stories,
+                  "stories_at_arrival": at_arrival}
     else:
-        report = {"stories": stories}
+        report = {"stories": stories, "stories_at_arrival": at_arrival}
     click.echo(json.dumps(report, indent=2))
 
 

@@ -69,10 +69,10 @@ def _story(value: dict) -> tuple[str, str]:
     merged = value.get("merged_story_ids") or []
     if merged:
         change = f"merged {len(merged)}"
-    sample = (value.get("samples") or [""])[0]
-    label = _clean(value.get("label") or value.get("id", ""), 36)
+    title = _clean(value.get("title") or value.get("label") or value.get("id", ""), 60)
+    tags = _clean(" · ".join(value.get("tags") or []), 30)
     size = f"{count} brief" + ("s" if count != 1 else "")
-    return _clock(value.get("last_seen")), f"{label:<36} {size:>9}  {change}  {_clean(sample, 40)}"
+    return _clock(value.get("last_seen")), f"{title:<60} {size:>9}  {change}  {tags}".rstrip()
 
 
 def _alert(value: dict) -> tuple[str, str]:
@@ -84,7 +84,9 @@ def _alert(value: dict) -> tuple[str, str]:
         what = f"fell to {what}"
     revision = value.get("revision", 1)
     again = f"  (revision {revision})" if revision and revision > 1 else ""
-    return _clock(value.get("detected_at")), f"{topic}  {what}  {value.get('severity', '')}{again}"
+    title = value.get("title")
+    about = f"  {_clean(title, 60)}" if title and title != value.get("topic") else ""
+    return _clock(value.get("detected_at")), f"{topic}  {what}  {value.get('severity', '')}{again}{about}"
 
 
 def _dead_letter(value: dict) -> tuple[str, str]:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
@@ -144,8 +145,15 @@ class Clusterer:
             del self.stories[story_id]
         return sorted(expired)
 
-    def assign(self, brief_id: str, terms: BriefTerms, timestamp: float, sample: str) -> Assignment:
-        """Put the brief in a story, merging stories that have converged."""
+    def assign(
+        self, brief_id: str, terms: BriefTerms, timestamp: float, sample: str, *, headline: str | None = None,
+        text: str | None = None,
+    ) -> Assignment:
+        """Put the brief in a story, merging stories that have converged.
+
+        ``headline`` and ``text`` give the brief's candidate for the story's
+        title (its headline, else its first sentence; ``sample`` when neither is given).
+        """
         if not self._indexed:
             self.reindex()
         vector = _unit(terms.weights)
@@ -168,6 +176,7 @@ class Clusterer:
                 "first_seen": timestamp,
                 "last_seen": timestamp,
                 "count": 0,
+                "languages": {},
             }
             opened = True
         old_centroid = story["centroid"]
@@ -179,6 +188,11 @@ class Clusterer:
             story["samples"] = [*story["samples"], sample[:280]]
         story["first_seen"] = min(story["first_seen"], timestamp)
         story["last_seen"] = max(story["last_seen"], timestamp)
+        languages = dict(story.get("languages") or {})
+        if terms.language:
+            languages[terms.language] = languages.get(terms.language, 0) + 1
+        story["languages"] = languages
+        self._consider_title(story, title_of(headline, text if text is not None else sample), vector, terms.language)
         self._reindex_story(story["id"], old_centroid, story["centroid"])
         merged: list[str] = []
         if story["count"] & (story["count"] - 1) == 0 and story["count"] > 1:
@@ -246,10 +260,43 @@ class Clusterer:
         keep["samples"] = (keep["samples"] + gone["samples"])[: config.max_samples]
         keep["first_seen"] = min(keep["first_seen"], gone["first_seen"])
         keep["last_seen"] = max(keep["last_seen"], gone["last_seen"])
+        languages = dict(keep.get("languages") or {})
+        for language, count in (gone.get("languages") or {}).items():
+            languages[language] = languages.get(language, 0) + count
+        keep["languages"] = languages
+        if gone.get("title"):
+            text, vector, language = gone["title"]
+            self._consider_title(keep, text, vector, language)
         self._unindex(gone["id"], gone["centroid"])
         self._reindex_story(keep["id"], old_centroid, keep["centroid"])
         del self.stories[gone["id"]]
         return keep, [gone["id"]]
+
+    def _consider_title(self, story: dict, text: str, vector: dict[str, float], language: str | None) -> None:
+        """Make ``text`` the story's title if it has none, or if it is clearly more central than the title it has.
+
+        Central: closest to the story's centroid. A title in the language most
+        of its briefs use beats one in another. The title changes only by a
+        clear margin, so that a wall screen does not flicker between two near-equal ones.
+        """
+        if not text:
+            return
+        kept = dict(heaviest(vector, _TITLE_TERMS))
+        current = story.get("title")
+        if current is None:
+            story["title"] = [text, kept, language]
+            return
+        languages = story.get("languages") or {}
+        majority = max(languages, key=lambda name: (languages[name], name)) if languages else None
+        fits, current_fits = language == majority, current[2] == majority
+        if fits and not current_fits:
+            story["title"] = [text, kept, language]
+            return
+        if fits != current_fits:
+            return
+        centroid, norm = story["centroid"], story["norm"]
+        if cosine(kept, centroid, _norm(kept), norm) > cosine(current[1], centroid, _norm(current[1]), norm) + _TITLE_MARGIN:
+            story["title"] = [text, kept, language]
 
     def _add_vector(self, story: dict, vector: dict[str, float]) -> None:
         centroid = dict(story["centroid"])
@@ -288,12 +335,42 @@ class Clusterer:
         self._reindex_story(story_id, terms, {})
 
     @staticmethod
+    def title(story: dict) -> str:
+        """The headline or first sentence of the story's most central brief (its label before any is known)."""
+        return story["title"][0] if story.get("title") else Clusterer.label(story)
+
+    @staticmethod
+    def tags(story: dict, limit: int = 3) -> list[str]:
+        """Up to ``limit`` names its briefs use most: people, places, organisations (topics, never plain words)."""
+        return [name for name, _ in heaviest(story["topics"], limit)]
+
+    @staticmethod
     def label(story: dict, limit: int = 3) -> str:
         """The story's most frequent topics, or its heaviest terms when it has none."""
         names = [name for name, _ in heaviest(story["topics"], limit)]
         if not names:
             names = [term for term, _ in heaviest(story["centroid"], limit)]
         return " · ".join(names)
+
+
+#: Terms of a title's brief kept to judge its centrality later; the margin a new title must win by.
+_TITLE_TERMS, _TITLE_MARGIN = 12, 0.1
+#: A title longer than this is cut at a word and ends in "…".
+MAX_TITLE_CHARS = 140
+_SENTENCE_END = re.compile(r"(?<=[^\s.!?]{2}[.!?])[\"”’')]*\s+(?=[\"“‘'(]*[A-ZÀ-ÞА-Я0-9])")
+
+
+def title_of(headline: str | None, text: str | None) -> str:
+    """A brief's candidate title: its headline, else the first sentence of its text, at most ``MAX_TITLE_CHARS``."""
+    if headline and headline.strip():
+        title = " ".join(headline.split())
+    else:
+        flat = " ".join((text or "").split())
+        end = _SENTENCE_END.search(flat, 20)
+        title = flat[: end.start()] if end else flat
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(",;:—–-") + "…"
+    return title
 
 
 def _unit(weights: dict[str, float]) -> dict[str, float]:

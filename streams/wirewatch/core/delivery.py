@@ -62,8 +62,9 @@ def alertmanager_alert(
         if direction == "rise"
         else f"{alert['topic']} gone quiet: {alert['count']} briefs, {_expected(alert['baseline'])} expected"
     )
-    if alert.get("label") and alert["label"] != alert["topic"]:
-        title += f" ({alert['label']})"
+    story_title = alert.get("title") or alert.get("label")
+    if story_title and story_title != alert["topic"]:
+        title += f": {story_title}"
     texts = [(briefs or {}).get(brief_id) for brief_id in alert.get("brief_ids", [])]
     first = [text for text in texts if text][:_FIRST_BRIEFS] or alert.get("samples", [])[:_FIRST_BRIEFS]
     annotations = {

@@ -417,6 +417,7 @@ class SpikeTracker:
             revision=record["revision"],
             topic=topic,
             label=Clusterer.label(story) if story else topic,
+            title=Clusterer.title(story) if story else topic,
             direction=record.get("direction", RISE),
             reason=record.get("reason", ""),
             related_topics=record["related"],
@@ -503,7 +504,8 @@ class StoryEngine:
         self.clusterer.expire(watermark)
         if self.state.stream["pruned_at"] == watermark:
             self._forget_processed(watermark)
-        assignment = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text)
+        assignment = self.clusterer.assign(brief.id, terms, timestamp, brief.headline or brief.text,
+                                           headline=brief.headline, text=brief.text)
         story, opened, extended = assignment.story, assignment.opened, assignment.extended
         self._state_seen = self._state_mark()
         alerts: list[Alert] = []
@@ -546,6 +548,8 @@ class StoryEngine:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
         return Story(
             id=story["id"],
+            title=Clusterer.title(story),
+            tags=Clusterer.tags(story),
             label=Clusterer.label(story),
             topics=story["topics"],
             top_terms=[term for term, _ in heaviest(story["centroid"], 10)],

@@ -98,6 +98,10 @@ class AliasTable:
                 return topic, length
         return None
 
+    def topics(self) -> frozenset[str]:
+        """Every canonical topic name the table maps to."""
+        return frozenset(self._folded.values()) | frozenset(self._exact.values())
+
     def __len__(self) -> int:
         return len(self._folded) + len(self._exact)
 
