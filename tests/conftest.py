@@ -121,6 +121,7 @@ def wirewatch_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
         "WIREWATCH_TOPIC_DEAD_LETTERS": f"test-{run}.wire.raw.dlq",
         "WIREWATCH_TOPIC_STORIES": f"test-{run}.wire.stories",
         "WIREWATCH_TOPIC_ALERTS": f"test-{run}.wire.alerts",
+        "WIREWATCH_TOPIC_FEEDBACK": f"test-{run}.wire.feedback",
         "WIREWATCH_TOPIC_PARTITIONS": "3",
         "WIREWATCH_DATA_DIR": str(tmp_path / "worker-data"),
         "WIREWATCH_WEB_PORT": str(free_port()),

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     topic_dead_letters: str = "wire.raw.dlq"
     topic_stories: str = "wire.stories"
     topic_alerts: str = "wire.alerts"
+    topic_feedback: str = "wire.feedback"
     topic_partitions: int = Field(default=4, ge=1, description="Partitions of every topic wirewatch creates.")
     topic_replication_factor: int = Field(default=1, ge=1)
     max_page_bytes: int = Field(
@@ -218,6 +219,10 @@ class Settings(BaseSettings):
     spike_ceiling_margin: float = Field(
         default=_DETECTOR.ceiling_margin, ge=0, description="By how much (0.25: a quarter) a rise must beat that window."
     )
+    spike_noise_margin_step: float = Field(
+        default=_DETECTOR.noise_margin_step, ge=0, description="Margin added over the ceiling per unit of a topic's "
+        "noise level (editors' 'noise' verdicts, fading over a week, at most 4)."
+    )
     spike_ceiling_min_expected: float = Field(
         default=_DETECTOR.ceiling_min_expected, ge=0, description="From this many expected mentions per window, a "
         "rise above the topic's ceiling alerts whatever its chance under the baseline; below it, the chance decides too."
@@ -333,6 +338,7 @@ class Settings(BaseSettings):
             ceiling_half_life=self.spike_ceiling_half_life_seconds,
             ceiling_margin=self.spike_ceiling_margin,
             ceiling_min_expected=self.spike_ceiling_min_expected,
+            noise_margin_step=self.spike_noise_margin_step,
             drop_min_expected=self.spike_drop_min_expected,
             prior_rate_per_hour=self.prior_rate_per_hour,
             prior_strength=self.prior_strength_seconds,

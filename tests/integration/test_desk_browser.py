@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from kafka_helpers import produce, run
+from kafka_helpers import produce, read_topic, run
 
 pytestmark = pytest.mark.kafka
 
@@ -95,5 +95,15 @@ def test_the_seed_alert_appears_on_the_desk_page_with_its_chart_briefs_and_timel
         assert browser.execute_script("return document.querySelector('#stories .story') === window.markedStory")
         assert browser.title == "wirewatch desk"
         assert not browser.find_elements(By.CSS_SELECTOR, "main marquee")
+
+        # An editor calls the alert noise: the verdict lands on wire.feedback.
+        alert = browser.find_element(By.CSS_SELECTOR, "#alerts details[data-topic='greenland']")
+        if alert.get_attribute("open") is None:
+            alert.find_element(By.TAG_NAME, "summary").click()
+        alert.find_element(By.CSS_SELECTOR, "button[data-verdict='noise']").click()
+        verdicts = run(read_topic(wirewatch_settings, wirewatch_settings.topic_feedback, at_least=1, timeout=30))
+        verdict = orjson.loads(verdicts[0].value)
+        assert (verdict["topic"], verdict["verdict"], verdict["desk"]) == ("greenland", "noise", "all")
+        assert verdict["alert_id"].startswith("alert-") and verdicts[0].key == b"greenland"
     finally:
         browser.quit()

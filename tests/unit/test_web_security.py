@@ -138,3 +138,26 @@ def test_an_open_web_host_answers_any_name_unless_names_are_given(host):
     assert Settings(web_host=host, web_allowed_hosts="desk.example, wirewatch").web_host_names() == {
         "desk.example", "wirewatch"}
     assert "localhost" in Settings().web_host_names()
+
+
+async def post(port: int, path: str, body: bytes, headers: dict) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    response = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    return int(response.split(b" ", 2)[1])
+
+
+async def test_a_verdict_must_be_json_from_this_origin_and_well_formed():
+    verdict = b'{"alert_id": "alert-0a1b", "topic": "greenland", "verdict": "noise"}'
+    async with web_server() as port:
+        assert await post(port, "/api/feedback", verdict, {"Content-Type": "text/plain"}) == 415  # a cross-site form
+        assert await post(port, "/api/feedback", verdict, {"Content-Type": "application/json",
+                                                           "Origin": "https://attacker.example"}) == 403
+        bad = b'{"alert_id": "alert-0a1b", "topic": "greenland", "verdict": "maybe"}'
+        assert await post(port, "/api/feedback", bad, {"Content-Type": "application/json"}) == 400
+        assert await post(port, "/api/feedback", b"{not json", {"Content-Type": "application/json"}) == 400
+    async with web_server(web_auth_token=TOKEN) as port:
+        assert await post(port, "/api/feedback", verdict, {"Content-Type": "application/json"}) == 401

@@ -213,12 +213,15 @@ def _write_simulation(out: Path, simulation, envelopes: list[Envelope]) -> dict:
 
 
 @main.command()
-@click.argument("truth")
+@click.argument("truth", required=False)
 @click.argument("results", default="-")
 @click.option("--series", default=None, help="With a labels file of several series: the one RESULTS belong to.")
 @click.option("--counts", default=None, type=click.Path(dir_okay=False),
               help="With a labels file: the series' CSV, to add NAB's standard-profile score (it counts in rows).")
-def evaluate(truth: str, results: str, series: str | None, counts: str | None) -> None:
+@click.option("--feedback", "feedback", default=None,
+              help="Instead: editors' verdicts (wire.feedback values, or 'wirewatch tail --json' lines; - for stdin): "
+              "their precision per topic and desk.")
+def evaluate(truth: str | None, results: str, series: str | None, counts: str | None, feedback: str | None) -> None:
     """Score RESULTS against TRUTH; prints one JSON object.
 
     \b
@@ -232,7 +235,15 @@ def evaluate(truth: str, results: str, series: str | None, counts: str | None) -
       or one such list), RESULTS the output of 'wirewatch backtest': windows
       detected, false alert episodes, delays; with --counts also the Numenta
       Anomaly Benchmark's standard-profile score (100 perfect, 0 never alerting).
+
+    With --feedback FILE and no TRUTH: the share of alerts editors called
+    useful, per topic and per desk (an editor's last verdict on an alert counts).
     """
+    if feedback is not None:
+        click.echo(json.dumps(_evaluate_feedback(feedback), indent=2))
+        return
+    if truth is None:
+        fail("name the TRUTH to score against (or --feedback FILE)", 2)
     if truth.endswith(".json"):
         click.echo(json.dumps(_evaluate_series(truth, results, series, counts), indent=2))
         return
@@ -282,6 +293,21 @@ def evaluate(truth: str, results: str, series: str | None, counts: str | None) -
     else:
         report = {"stories": stories, "stories_at_arrival": at_arrival}
     click.echo(json.dumps(report, indent=2))
+
+
+def _evaluate_feedback(path: str) -> dict:
+    from pydantic import ValidationError
+
+    from ..core.feedback import Verdict, editors_precision
+
+    verdicts = []
+    for number, line in json_lines(path):
+        document = line.get("value") if isinstance(line.get("value"), dict) else line
+        try:
+            verdicts.append(Verdict.model_validate(document))
+        except ValidationError as error:
+            fail(f"{path}:{number}: not a verdict: {error.errors(include_url=False)[0]['msg']}")
+    return editors_precision(verdicts)
 
 
 def _evaluate_series(labels_path: str, results: str, series: str | None, counts: str | None) -> dict:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -185,6 +185,8 @@ class SpikeTracker:
         self.config = config
         self.detector = SpikeDetector(config)
         self.state = state
+        #: Topic, event time → how strongly editors have called its alerts noise lately (core.feedback).
+        self.noise_level: Callable[[str, float], float] = lambda topic, at: 0.0
 
     def advance(self, timestamp: float) -> tuple[float, float]:
         """Move the stream clock; return (observed_since, watermark)."""
@@ -276,7 +278,8 @@ class SpikeTracker:
             if count or topic in state.topic_history:
                 closed = detector.add(history, timestamp, count, ids, observed_since=observed_since, zipf=zipf)
                 state.topic_history[topic] = history.to_dict()
-            evaluations.append(detector.evaluate(topic, history, timestamp, observed_since, zipf, closed))
+            evaluations.append(detector.evaluate(topic, history, timestamp, observed_since, zipf, closed,
+                                                 noise_level=self.noise_level(topic, timestamp)))
         return self._alerts(evaluations, story_id, timestamp, language, origin)
 
     def _active(self, key: str, timestamp: float) -> dict | None:

@@ -111,6 +111,7 @@ class DetectorConfig:
     ceiling_half_life: float = 3 * 86400.0
     ceiling_margin: float = 0.25
     ceiling_min_expected: float = 1.0
+    noise_margin_step: float = 0.25
     prior_rate_per_hour: float = 0.5
     prior_reference_zipf: float = 4.0
     prior_strength: float = 3600.0
@@ -615,11 +616,15 @@ class SpikeDetector:
         observed_since: float,
         zipf: float,
         closed: list["ClosedWindow"] = (),
+        noise_level: float = 0.0,
     ) -> "Evaluation":
         """The verdict on the busiest window that contains ``timestamp`` (earliest on ties), or on a drop.
 
         ``closed``: the windows that the mention at ``timestamp`` closed (from
-        :meth:`add`); a drop is judged on the newest of them.
+        :meth:`add`); a drop is judged on the newest of them. ``noise_level``
+        (editors' verdicts, :mod:`wirewatch.core.feedback`) raises a rise's
+        bar: ``noise_margin_step`` more margin over the ceiling and one more
+        unit of −log₁₀ p per unit of level.
         """
         config = self.config
         baseline = self.baseline(history, zipf)
@@ -630,10 +635,13 @@ class SpikeDetector:
             # Judged against windows that have closed, those of this very burst among them: a burst that builds
             # up over half an hour clears its own last windows by less than the margin, and stays quiet. Measured
             # on real series, that silence is right far more often than not (see docs/stories-and-alerts.md).
-            if busiest.count > history.ceiling * (1.0 + config.ceiling_margin):
+            margin = config.ceiling_margin + config.noise_margin_step * noise_level
+            if busiest.count > history.ceiling * (1.0 + margin):
                 score = surprise(busiest.count, busiest.expected, shape)
-                if score >= config.sensitivity or busiest.expected >= config.ceiling_min_expected:
+                if score >= config.sensitivity + noise_level or busiest.expected >= config.ceiling_min_expected:
                     reason = self._reason(busiest, score, RISE, history.ceiling)
+                    if noise_level >= 0.5:
+                        reason += f"; bar raised: editors called it noise lately ({noise_level:.1f})"
                     return Evaluation(topic, busiest, score, RISE, reason, shape)
         if closed:
             last = closed[-1]

@@ -68,6 +68,7 @@ def external_topics(settings: Settings) -> list[str]:
         settings.topic_dead_letters,
         settings.topic_stories,
         settings.topic_alerts,
+        settings.topic_feedback,
     ]
 
 

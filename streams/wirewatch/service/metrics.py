@@ -164,6 +164,10 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.alert_feedback = Counter(
+            "wirewatch_alert_feedback", "Editors' verdicts on alerts taken from the desk page, by verdict.",
+            ["verdict"], registry=registry,
+        )
         self.alert_deliveries_pending = Gauge(
             "wirewatch_alert_deliveries_pending", "Alert lines waiting for Alertmanager to take them.", registry=registry
         )

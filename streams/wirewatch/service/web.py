@@ -1,4 +1,4 @@
-"""The worker's HTTP endpoints, on Faust's own web server. All read-only.
+"""The worker's HTTP endpoints, on Faust's own web server. Read-only but for editors' verdicts.
 
 - ``/metrics``: Prometheus exposition of :class:`~wirewatch.service.metrics.Metrics`.
 - ``/health``: liveness; 503 when a source partition has records waiting and
@@ -7,7 +7,8 @@
   resumes it).
 - ``/ready``: readiness; 503 while the worker rebalances, recovers tables, or
   has not yet joined its group.
-- ``/``: the desk page; ``/api/desk``: its data.
+- ``/``: the desk page; ``/api/desk``: its data; ``POST /api/feedback``: an
+  editor's verdict on an alert, onto ``wire.feedback``.
 
 The server binds ``WIREWATCH_WEB_HOST`` alone (Faust binds every interface
 unless told otherwise), answers only to the host names :class:`WebPolicy`
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import re
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +36,9 @@ from aiohttp.web_runner import AppRunner
 from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
+from ..core.feedback import Verdict
 from ..core.watchlists import DEFAULT_DESK, WatchlistFile
 from ..upstream.aiohttp_errors import SERVER_NAME, hide_server_version, one_line_error_logger
 from .desk import DeskView
@@ -171,6 +175,7 @@ def add_views(
     *,
     watchlists: WatchlistFile | None = None,
     muted=None,
+    feedback_topic=None,
 ) -> None:
     page = DESK_PAGE
     watchlists = watchlists or WatchlistFile(None)
@@ -211,3 +216,26 @@ def add_views(
                 return self.json({"error": f"no desk {name!r}", "desks": sorted(current.desks)}, status=404)
             topics = muted.topics if muted is not None else frozenset()
             return self.json(desk.snapshot(desk=name, watchlists=current, muted=topics))
+
+    @app.page("/api/feedback")
+    class Feedback(View):
+        """An editor's verdict on an alert: ``{"alert_id", "topic", "verdict": "useful"|"noise", "desk"}``."""
+
+        async def post(self, request: Request) -> Response:
+            # A cross-site form cannot send JSON without a preflight this server never grants,
+            # and a page of another origin says so in its Origin header.
+            if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+                return self.json({"error": "send application/json"}, status=415)
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.split("//", 1)[-1] != request.headers.get("Host", ""):
+                return self.json({"error": "another origin"}, status=403)
+            try:
+                body = await request.json()
+                verdict = Verdict.model_validate({**body, "at": datetime.now(timezone.utc).isoformat()})
+            except (ValueError, TypeError, ValidationError) as error:
+                return self.json({"error": f"not a verdict: {str(error).splitlines()[0][:200]}"}, status=400)
+            if feedback_topic is None:
+                return self.json({"error": "feedback is not taken here"}, status=404)
+            await feedback_topic.send(key=verdict.topic.encode(), value=verdict.model_dump_json().encode())
+            metrics.alert_feedback.labels(verdict.verdict).inc()
+            return self.json({"status": "recorded", "verdict": verdict.verdict}, status=202)

@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
         story_input=bytes_topic(app, settings.topic_story_input, settings, internal=True),
         stories=bytes_topic(app, settings.topic_stories, settings),
         alerts=bytes_topic(app, settings.topic_alerts, settings),
+        feedback=bytes_topic(app, settings.topic_feedback, settings),
     )
     tables: dict[str, TableT] = {}
     source_topics: set[str] = set()
@@ -179,7 +180,8 @@ def create_app(settings: Settings | None = None) -> WirewatchApp:
     stuck = declare_watchdogs(app, settings, metrics, frozenset(source_topics))
     declare_desk_feed(app, settings, desk)
     muted = declare_silence_watch(app, settings) if settings.alertmanager_url else MutedTopics()
-    add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled), watchlists=watchlists, muted=muted)
+    add_views(app, metrics, desk, stalled=lambda: sorted(stuck.stalled), watchlists=watchlists, muted=muted,
+              feedback_topic=topics.feedback)
     return WirewatchApp(
         app=app, settings=settings, metrics=metrics, desk=desk, engine=engine, source_topics=frozenset(source_topics)
     )

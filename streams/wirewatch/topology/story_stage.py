@@ -6,9 +6,12 @@ import asyncio
 import logging
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TableT
+from pydantic import ValidationError
 
 from ..core.engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
+from ..core.feedback import FeedbackLedger, Verdict
 from ..core.pipeline import read_brief_batch
 from ..core.windows import HoppingWindows
 from ..models import Brief, ClusterInput
@@ -22,6 +25,9 @@ from .topics import Topics, dead_letter_publisher, raw_record
 __all__ = ["declare_story_stage"]
 
 log = logging.getLogger(__name__)
+
+#: How far back a story worker reads editors' verdicts: four half-lives of the ledger, after which one weighs 1/16.
+FEEDBACK_MEMORY_SECONDS = 28 * 86400.0
 
 
 def declare_story_stage(
@@ -65,6 +71,7 @@ def declare_story_stage(
     )
     held = [state.stories, state.topic_history, state.alerts, state.stream, state.story_counts]
     engine = create_engine(settings, state)
+    engine.spikes.noise_level = follow_feedback(app, settings)
     publish_dead_letter = dead_letter_publisher(metrics, topics.dead_letters)
     max_original_bytes = settings.dead_letter_max_original_bytes
 
@@ -147,3 +154,30 @@ def declare_story_stage(
             )
 
     return engine, tables
+
+
+def follow_feedback(app: faust.App, settings: Settings) -> FeedbackLedger:
+    """Editors' verdicts of the last weeks (every partition of wire.feedback), kept up to date by a task.
+
+    Read without a consumer group, as the desk page reads its topics: every
+    story worker knows every verdict, and a restarted one reads them again.
+    """
+    ledger = FeedbackLedger()
+
+    @app.task
+    async def read_feedback() -> None:
+        from ..service.kafka import follow_topics
+
+        while True:
+            try:
+                async for _, value in follow_topics(settings, [settings.topic_feedback],
+                                                    since_seconds=FEEDBACK_MEMORY_SECONDS):
+                    try:
+                        ledger.record(Verdict.model_validate_json(value))
+                    except ValidationError:
+                        log.warning("feedback: skipped an unreadable verdict")
+            except (KafkaError, OSError) as error:
+                log.warning("feedback: lost the cluster (%s); following again in 5 s", error)
+                await asyncio.sleep(5)
+
+    return ledger

@@ -44,6 +44,7 @@ class Topics:
     story_input: TopicT
     stories: TopicT
     alerts: TopicT
+    feedback: TopicT
 
 
 def dead_letter_publisher(metrics: Metrics, topic: TopicT):
