@@ -22,9 +22,11 @@ LOCAL_ALERTMANAGER = Path(__file__).resolve().parents[2] / "deploy" / "alertmana
 
 
 class LocalAlertmanager:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: Path | None = None) -> None:
         self.port = free_port()
         self.env = {**os.environ, "ALERTMANAGER_PORT": str(self.port), "ALERTMANAGER_DATA_DIR": str(data_dir)}
+        if config is not None:
+            self.env["ALERTMANAGER_CONFIG"] = str(config)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
@@ -135,3 +137,31 @@ def test_mute_mutes_and_unmute_keep_silences_in_alertmanager(alertmanager):
     assert wirewatch("mutes").stdout == ""
     refused = wirewatch("mute", "greenland", "--for", "soon")
     assert refused.returncode == 2 and "2h" in refused.stderr
+
+
+def test_the_seed_alert_pages_a_webhook_through_alertmanager_once(wirewatch_env, start_worker, seed_page, tmp_path):
+    webhook_port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    demo = (LOCAL_ALERTMANAGER.parent / "demo.yml").read_text()
+    config.write_text(demo.replace("http://127.0.0.1:9096/", f"http://127.0.0.1:{webhook_port}/"))
+    manager = LocalAlertmanager(tmp_path / "alertmanager", config)
+    printer = subprocess.Popen([sys.executable, "-m", "wirewatch", "notifications", "--listen",
+                                f"127.0.0.1:{webhook_port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        manager.start()
+        env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": manager.url}
+        start_worker(env)
+        page = tmp_path / "seed.txt"
+        page.write_text(seed_page, encoding="utf-8")
+        fetched = datetime.now(timezone.utc).replace(microsecond=0)
+        subprocess.run([sys.executable, "-m", "wirewatch", "produce", str(page), "--fetched-at", fetched.isoformat(),
+                        "--source", "seed"], env={**os.environ, **env}, check=True, capture_output=True)
+        line = json.loads(printer.stdout.readline())  # blocks until the first page
+        assert (line["status"], line["topic"], line["desk"]) == ("firing", "greenland", "all")
+        assert line["summary"].startswith("greenland: ") and "#alert-" in line["desk_url"]
+        time.sleep(15)  # the spike's revisions update the one alert: no second page within the group interval
+    finally:
+        printer.terminate()
+        rest = printer.communicate(timeout=10)[0].decode().splitlines()
+        manager.stop()
+    assert rest == []

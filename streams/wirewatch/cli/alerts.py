@@ -16,7 +16,7 @@ from ..settings import Settings
 from .common import fail, write_json_line
 from .group import main
 
-__all__ = ["mute", "mutes", "unmute"]
+__all__ = ["mute", "mutes", "unmute", "notifications"]
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
 
@@ -90,3 +90,46 @@ def _print(muted: dict) -> None:
         click.echo(f"{muted['id']}  {muted['topic']}{desk} muted until {muted['ends_at']}  {muted['comment']}")
     else:
         write_json_line(muted)
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:9096", show_default=True, help="host:port to take webhooks on.")
+def notifications(listen: str) -> None:
+    """Print the notifications an Alertmanager webhook receiver gets: one line per alert (JSON lines when piped).
+
+    Point a receiver's webhook_configs url at http://LISTEN/ to see what a desk
+    would be paged with; bin/demo does.
+    """
+    from aiohttp import web
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--listen {listen!r}: write it as host:port", 2)
+
+    async def take(request: web.Request) -> web.Response:
+        try:
+            message = await request.json()
+            alerts = message["alerts"]
+        except (ValueError, KeyError, TypeError):
+            return web.Response(status=400, text="not an Alertmanager webhook message\n")
+        for alert in alerts:
+            labels, notes = alert.get("labels", {}), alert.get("annotations", {})
+            _print_notification({"status": alert.get("status"), "receiver": message.get("receiver"),
+                                 "desk": labels.get("desk"), "topic": labels.get("topic"),
+                                 "severity": labels.get("severity"), "summary": notes.get("summary", ""),
+                                 "desk_url": notes.get("desk_url", ""), "starts_at": alert.get("startsAt")})
+        return web.Response(text="ok\n")
+
+    application = web.Application()
+    application.router.add_post("/{tail:.*}", take)
+    click.echo(f"wirewatch: taking Alertmanager webhooks on http://{host}:{port}/", err=True)
+    web.run_app(application, host=host, port=int(port), print=None, access_log=None)
+
+
+def _print_notification(note: dict) -> None:
+    if sys.stdout.isatty():
+        state = "RESOLVED" if note["status"] == "resolved" else "PAGED"
+        click.echo(f"{state:<8} {note['desk']:<10} {note['severity'] or '':<8} {note['summary']}  {note['desk_url']}")
+    else:
+        write_json_line(note)
+    sys.stdout.flush()
