@@ -139,7 +139,10 @@ def test_mute_mutes_and_unmute_keep_silences_in_alertmanager(alertmanager):
     assert refused.returncode == 2 and "2h" in refused.stderr
 
 
-def test_the_seed_alert_pages_a_webhook_through_alertmanager_once(wirewatch_env, start_worker, seed_page, tmp_path):
+@pytest.mark.parametrize("muted", [False, True], ids=["paged", "muted"])
+def test_the_seed_alert_pages_a_webhook_through_alertmanager_once_unless_muted(
+    wirewatch_env, start_worker, seed_page, tmp_path, muted
+):
     webhook_port = free_port()
     config = tmp_path / "alertmanager.yml"
     demo = (LOCAL_ALERTMANAGER.parent / "demo.yml").read_text()
@@ -150,16 +153,26 @@ def test_the_seed_alert_pages_a_webhook_through_alertmanager_once(wirewatch_env,
     try:
         manager.start()
         env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": manager.url}
+        if muted:
+            silenced = subprocess.run([sys.executable, "-m", "wirewatch", "mute", "greenland", "--for", "1h"],
+                                      env={**os.environ, **env}, capture_output=True, text=True)
+            assert silenced.returncode == 0, silenced.stderr
         start_worker(env)
         page = tmp_path / "seed.txt"
         page.write_text(seed_page, encoding="utf-8")
         fetched = datetime.now(timezone.utc).replace(microsecond=0)
         subprocess.run([sys.executable, "-m", "wirewatch", "produce", str(page), "--fetched-at", fetched.isoformat(),
                         "--source", "seed"], env={**os.environ, **env}, check=True, capture_output=True)
-        line = json.loads(printer.stdout.readline())  # blocks until the first page
-        assert (line["status"], line["topic"], line["desk"]) == ("firing", "greenland", "all")
-        assert line["summary"].startswith("greenland: ") and "#alert-" in line["desk_url"]
-        time.sleep(15)  # the spike's revisions update the one alert: no second page within the group interval
+        if muted:
+            # Alertmanager has the alert, silenced: nobody is paged.
+            alert = wait_for(manager.news_alerts, 60, "the alert in Alertmanager")[0]
+            assert alert["status"]["state"] == "suppressed" and alert["status"]["silencedBy"]
+            time.sleep(15)
+        else:
+            line = json.loads(printer.stdout.readline())  # blocks until the first page
+            assert (line["status"], line["topic"], line["desk"]) == ("firing", "greenland", "all")
+            assert line["summary"].startswith("greenland: ") and "#alert-" in line["desk_url"]
+            time.sleep(15)  # the spike's revisions update the one alert: no second page within the group interval
     finally:
         printer.terminate()
         rest = printer.communicate(timeout=10)[0].decode().splitlines()
