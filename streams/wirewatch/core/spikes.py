@@ -58,7 +58,7 @@ over half an hour is judged against its own first windows as they close. Mention
 counts are heavy-tailed: against a variance, a Poisson or a negative
 binomial, every busy afternoon is a one-in-a-million event; against the topic's
 own range it is not. Where the topic expects fewer than
-``ceiling_min_expected`` mentions in a window (a wire topic counted in ones and
+``ceiling_min_expected`` (10) mentions in a window (a wire topic counted in ones and
 twos, a topic seen for the first time, whose ceiling says little) the count
 must also be surprising under the baseline: score = −log₁₀ P(X ≥ count) ≥
 ``sensitivity`` under that negative binomial, so that at cold start three
@@ -110,7 +110,7 @@ class DetectorConfig:
     range_half_life: float = 5 * 86400.0
     ceiling_half_life: float = 3 * 86400.0
     ceiling_margin: float = 0.25
-    ceiling_min_expected: float = 1.0
+    ceiling_min_expected: float = 10.0
     noise_margin_step: float = 0.25
     prior_rate_per_hour: float = 0.5
     prior_reference_zipf: float = 4.0
