@@ -289,19 +289,24 @@ def seed_briefs_through(env: dict[str, str], settings, seed_page: str) -> list:
     return records
 
 
+def sasl_env(wirewatch_env: dict[str, str], local_broker, mechanism: str) -> dict[str, str]:
+    """``wirewatch_env`` reaching the test broker's SASL listener as its user, with ``mechanism``."""
+    return {
+        **wirewatch_env,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.sasl_port}",
+        "WIREWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "WIREWATCH_KAFKA_SASL_MECHANISM": mechanism,
+        "WIREWATCH_KAFKA_SASL_USERNAME": local_broker.sasl_user,
+        "WIREWATCH_KAFKA_SASL_PASSWORD": local_broker.sasl_password,
+    }
+
+
 def test_sasl_scram_and_plain_work_and_a_wrong_password_is_refused_without_leaking(
     local_broker, wirewatch_settings, wirewatch_env, start_worker, seed_page
 ):
     if local_broker is None:
         pytest.skip("needs the test run's own broker, which has a SASL listener and a SCRAM user")
-    sasl = {
-        **wirewatch_env,
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.sasl_port}",
-        "WIREWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "WIREWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "WIREWATCH_KAFKA_SASL_USERNAME": local_broker.sasl_user,
-        "WIREWATCH_KAFKA_SASL_PASSWORD": local_broker.sasl_password,
-    }
+    sasl = sasl_env(wirewatch_env, local_broker, "SCRAM-SHA-512")
     worker = start_worker(sasl)
     records = seed_briefs_through(sasl, wirewatch_settings, seed_page)
     assert local_broker.sasl_password not in worker.log()
@@ -334,15 +339,7 @@ def test_a_worker_logging_at_debug_over_sasl_plain_never_writes_the_password(
 ):
     if local_broker is None:
         pytest.skip("needs the test run's own broker, which has a SASL listener")
-    plain = {
-        **wirewatch_env,
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{local_broker.sasl_port}",
-        "WIREWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "WIREWATCH_KAFKA_SASL_MECHANISM": "PLAIN",
-        "WIREWATCH_KAFKA_SASL_USERNAME": local_broker.sasl_user,
-        "WIREWATCH_KAFKA_SASL_PASSWORD": local_broker.sasl_password,
-        "WIREWATCH_LOG_LEVEL": "debug",
-    }
+    plain = {**sasl_env(wirewatch_env, local_broker, "PLAIN"), "WIREWATCH_LOG_LEVEL": "debug"}
     worker = start_worker(plain)
     seed_briefs_through(plain, wirewatch_settings, seed_page)
     log = worker.log()
