@@ -232,7 +232,7 @@ BAD_RECORDS = [
     (b'{"source": "s"}', "invalid_envelope"),
     (b"{" + b'"a":{' * 3000 + b"}" * 3001, "invalid_json"),
     (b"{not json at all", "invalid_json"),
-    ("\x00\x01\x02\x03".encode(), "empty_page"),
+    (b"\x00\x01\x02\x03", "empty_page"),
     (b"just words, no dateline anywhere", "no_briefs"),
     (b"x" * (10 * 1024 * 1024), "too_large"),
 ]

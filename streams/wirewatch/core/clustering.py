@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from .terms import BriefTerms

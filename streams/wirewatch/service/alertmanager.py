@@ -52,7 +52,7 @@ class AlertmanagerClient:
                 if response.status >= 400:
                     raise AlertRejected(f"{method} {path}: HTTP {response.status}: {text[:200]}")
                 return await response.json(content_type=None) if text else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise AlertmanagerUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
 
     async def post_alerts(self, alerts: list[dict]) -> None:

@@ -25,9 +25,9 @@ import hashlib
 import hmac
 import re
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 
 import faust

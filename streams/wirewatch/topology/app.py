@@ -48,6 +48,7 @@ from faust.types import TableT
 from mode.utils.times import want_seconds
 
 from ..core.engine import StoryEngine
+from ..core.watchlists import WatchlistFile
 from ..service.desk import DeskView
 from ..service.kafka import TopicSpec
 from ..service.metrics import Metrics
@@ -56,9 +57,8 @@ from ..settings import Settings
 from ..upstream.consumer import GuardedConsumer
 from ..upstream.producer_flush import DrainingProducer
 from .brief_stages import declare_brief_stages
-from .story_stage import declare_story_stage
-from ..core.watchlists import WatchlistFile
 from .delivery_stage import MutedTopics, declare_delivery_stage, declare_silence_watch
+from .story_stage import declare_story_stage
 from .topics import STORY_SHARD_KEY, Topics, bytes_topic
 from .watchdogs import declare_desk_feed, declare_watchdogs
 
