@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -46,6 +47,17 @@ def alertmanager(tmp_path):
     manager = LocalAlertmanager(tmp_path / "alertmanager")
     yield manager
     manager.stop()
+
+
+def pages(printer: subprocess.Popen, count: int, timeout: float) -> list[dict]:
+    """The next ``count`` lines ``wirewatch notifications`` prints, failing after ``timeout`` seconds."""
+    found, deadline = [], time.monotonic() + timeout
+    while len(found) < count:
+        ready, _, _ = select.select([printer.stdout], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            raise AssertionError(f"timed out waiting for page {len(found) + 1} of {count}")
+        found.append(json.loads(printer.stdout.readline()))
+    return found
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -149,7 +161,7 @@ def test_the_seed_alert_pages_a_webhook_through_alertmanager_once_unless_muted(
     config.write_text(demo.replace("http://127.0.0.1:9096/", f"http://127.0.0.1:{webhook_port}/"))
     manager = LocalAlertmanager(tmp_path / "alertmanager", config)
     printer = subprocess.Popen([sys.executable, "-m", "wirewatch", "notifications", "--listen",
-                                f"127.0.0.1:{webhook_port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                f"127.0.0.1:{webhook_port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     try:
         manager.start()
         env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": manager.url}
@@ -169,7 +181,7 @@ def test_the_seed_alert_pages_a_webhook_through_alertmanager_once_unless_muted(
             assert alert["status"]["state"] == "suppressed" and alert["status"]["silencedBy"]
             time.sleep(15)
         else:
-            line = json.loads(printer.stdout.readline())  # blocks until the first page
+            line = pages(printer, 1, 90)[0]
             assert (line["status"], line["topic"], line["desk"]) == ("firing", "greenland", "all")
             assert line["summary"].startswith("greenland: ") and "#alert-" in line["desk_url"]
             time.sleep(15)  # the spike's revisions update the one alert: no second page within the group interval
@@ -178,3 +190,44 @@ def test_the_seed_alert_pages_a_webhook_through_alertmanager_once_unless_muted(
         rest = printer.communicate(timeout=10)[0].decode().splitlines()
         manager.stop()
     assert rest == []
+
+
+RECENT_GREENLAND = """Meer uit Buitenland
+DEN HAAG (ANP) - Het kabinet presenteert zijn plannen voor de woningbouw in het najaar.
+3 uur geleden
+NUUK (ANP) - De regering van Groenland roept het parlement bijeen over de Amerikaanse koopwens.
+3 minuten geleden
+KOPENHAGEN (ANP) - Denemarken zegt dat Groenland niet te koop is, na nieuwe uitspraken uit Washington.
+2 minuten geleden
+WASHINGTON (ANP/RTR) - Het Witte Huis herhaalt dat het Groenland wil kopen en sluit niets uit.
+1 minuut geleden
+BRUSSEL (ANP) - De Europese Commissie steunt Denemarken in de kwestie-Groenland.
+zojuist
+"""
+
+
+def test_a_spike_resolves_by_itself_once_its_cooldown_is_over(wirewatch_env, start_worker, tmp_path):
+    webhook_port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    demo = (LOCAL_ALERTMANAGER.parent / "demo.yml").read_text()
+    config.write_text(demo.replace("http://127.0.0.1:9096/", f"http://127.0.0.1:{webhook_port}/")
+                      .replace("group_interval: 1m", "group_interval: 10s"))
+    manager = LocalAlertmanager(tmp_path / "alertmanager", config)
+    printer = subprocess.Popen([sys.executable, "-m", "wirewatch", "notifications", "--listen",
+                                f"127.0.0.1:{webhook_port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    try:
+        manager.start()
+        # Briefs of the last three minutes and an alert cooldown of 150 s: the spike ends a minute or two from now.
+        env = {**wirewatch_env, "WIREWATCH_ALERTMANAGER_URL": manager.url, "WIREWATCH_ALERT_COOLDOWN_SECONDS": "150"}
+        start_worker(env)
+        page = tmp_path / "recent.txt"
+        page.write_text(RECENT_GREENLAND, encoding="utf-8")
+        fetched = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        subprocess.run([sys.executable, "-m", "wirewatch", "produce", str(page), "--fetched-at", fetched.isoformat(),
+                        "--source", "recent"], env={**os.environ, **env}, check=True, capture_output=True)
+        paged = pages(printer, 2, 300)
+    finally:
+        printer.terminate()
+        printer.communicate(timeout=10)
+        manager.stop()
+    assert [(p["status"], p["topic"]) for p in paged] == [("firing", "greenland"), ("resolved", "greenland")]
