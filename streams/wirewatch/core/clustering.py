@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from .terms import BriefTerms
@@ -192,7 +192,8 @@ class Clusterer:
         if terms.language:
             languages[terms.language] = languages.get(terms.language, 0) + 1
         story["languages"] = languages
-        self._consider_title(story, title_of(headline, text if text is not None else sample), vector, terms.language)
+        self._consider_title(story, lambda: title_of(headline, text if text is not None else sample), vector,
+                             terms.language)
         self._reindex_story(story["id"], old_centroid, story["centroid"])
         merged: list[str] = []
         if story["count"] & (story["count"] - 1) == 0 and story["count"] > 1:
@@ -272,31 +273,35 @@ class Clusterer:
         del self.stories[gone["id"]]
         return keep, [gone["id"]]
 
-    def _consider_title(self, story: dict, text: str, vector: dict[str, float], language: str | None) -> None:
+    def _consider_title(self, story: dict, text: Callable[[], str] | str, vector: dict[str, float],
+                        language: str | None) -> None:
         """Make ``text`` the story's title if it has none, or if it is clearly more central than the title it has.
 
         Central: closest to the story's centroid. A title in the language most
         of its briefs use beats one in another. The title changes only by a
-        clear margin, so that a wall screen does not flicker between two near-equal ones.
+        clear margin, so that a wall screen does not flicker between two
+        near-equal ones. ``text`` may be a function giving it: it is worked
+        out only for a brief that wins (most do not).
         """
-        if not text:
-            return
-        kept = dict(heaviest(vector, _TITLE_TERMS))
         current = story.get("title")
-        if current is None:
-            story["title"] = [text, kept, language]
-            return
-        languages = story.get("languages") or {}
-        majority = max(languages, key=lambda name: (languages[name], name)) if languages else None
-        fits, current_fits = language == majority, current[2] == majority
-        if fits and not current_fits:
-            story["title"] = [text, kept, language]
-            return
-        if fits != current_fits:
-            return
-        centroid, norm = story["centroid"], story["norm"]
-        if cosine(kept, centroid, _norm(kept), norm) > cosine(current[1], centroid, _norm(current[1]), norm) + _TITLE_MARGIN:
-            story["title"] = [text, kept, language]
+        if current is not None:
+            languages = story.get("languages") or {}
+            if len(languages) > 1:
+                majority = max(languages, key=lambda name: (languages[name], name))
+            else:
+                majority = next(iter(languages), None)
+            fits, current_fits = language == majority, current[2] == majority
+            if fits != current_fits and not fits:
+                return
+            if fits == current_fits:
+                centroid, norm = story["centroid"], story["norm"]
+                ahead = cosine(vector, centroid, _norm(vector), norm) - cosine(current[1], centroid, _norm(current[1]), norm)
+                if ahead <= _TITLE_MARGIN:
+                    return
+        title = text() if callable(text) else text
+        if title:
+            kept = vector if len(vector) <= _TITLE_TERMS else dict(heaviest(vector, _TITLE_TERMS))
+            story["title"] = [title, kept, language]
 
     def _add_vector(self, story: dict, vector: dict[str, float]) -> None:
         centroid = dict(story["centroid"])
@@ -345,16 +350,17 @@ class Clusterer:
         return [name for name, _ in heaviest(story["topics"], limit)]
 
     @staticmethod
-    def label(story: dict, limit: int = 3) -> str:
-        """The story's most frequent topics, or its heaviest terms when it has none."""
-        names = [name for name, _ in heaviest(story["topics"], limit)]
+    def label(story: dict, limit: int = 3, tags: list[str] | None = None) -> str:
+        """The story's most frequent topics (``tags``, when already worked out), or its heaviest terms when it has none."""
+        names = tags if tags is not None else Clusterer.tags(story, limit)
         if not names:
             names = [term for term, _ in heaviest(story["centroid"], limit)]
         return " · ".join(names)
 
 
-#: Terms of a title's brief kept to judge its centrality later; the margin a new title must win by.
-_TITLE_TERMS, _TITLE_MARGIN = 12, 0.1
+#: Terms of a title's brief kept to judge its centrality later (a headline's or a tweet's are all of them);
+#: the margin a new title must win by.
+_TITLE_TERMS, _TITLE_MARGIN = 24, 0.1
 #: A title longer than this is cut at a word and ends in "…".
 MAX_TITLE_CHARS = 140
 _SENTENCE_END = re.compile(r"(?<=[^\s.!?]{2}[.!?])[\"”’')]*\s+(?=[\"“‘'(]*[A-ZÀ-ÞА-Я0-9])")

@@ -549,11 +549,12 @@ class StoryEngine:
 
     def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: Sequence[str] = ()) -> Story:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))
+        tags = Clusterer.tags(story)
         return Story(
             id=story["id"],
             title=Clusterer.title(story),
-            tags=Clusterer.tags(story),
-            label=Clusterer.label(story),
+            tags=tags,
+            label=Clusterer.label(story, tags=tags),
             topics=story["topics"],
             top_terms=[term for term, _ in heaviest(story["centroid"], 10)],
             brief_ids=story["brief_ids"],
