@@ -60,7 +60,7 @@ def mute(topic: str, duration: str, desk: str | None, reason: str) -> None:
     silence_id = _run(_client().create_silence(
         matchers, starts_at=now.isoformat(), ends_at=(now + length).isoformat(),
         created_by=getpass.getuser(), comment=reason))
-    _print({"id": silence_id, "topic": topic.lower(), "desk": desk, "ends_at": (now + length).isoformat(),
+    _print_mute({"id": silence_id, "topic": topic.lower(), "desk": desk, "ends_at": (now + length).isoformat(),
             "comment": reason})
 
 
@@ -73,7 +73,7 @@ def mutes() -> None:
         matchers = {m["name"]: m["value"] for m in silence["matchers"] if m.get("isEqual", True)}
         if matchers.get("alertname") != ALERT_NAME:
             continue
-        _print({"id": silence["id"], "topic": matchers.get("topic"), "desk": matchers.get("desk"),
+        _print_mute({"id": silence["id"], "topic": matchers.get("topic"), "desk": matchers.get("desk"),
                 "ends_at": silence["endsAt"], "comment": silence.get("comment", "")})
 
 
@@ -84,7 +84,7 @@ def unmute(silence_id: str) -> None:
     _run(_client().expire_silence(silence_id))
 
 
-def _print(muted: dict) -> None:
+def _print_mute(muted: dict) -> None:
     if sys.stdout.isatty():
         desk = f" for {muted['desk']}" if muted.get("desk") else ""
         click.echo(f"{muted['id']}  {muted['topic']}{desk} muted until {muted['ends_at']}  {muted['comment']}")
