@@ -43,3 +43,23 @@ def test_without_brief_texts_the_story_samples_stand_in_and_long_texts_are_cut()
                                 desk_url="http://desk/")
     assert posted["annotations"]["briefs"] == "- sample"
     assert len(posted["annotations"]["description"]) == 1000
+
+
+def test_the_silences_that_hold_back_news_are_read_alike_by_the_desk_page_and_mutes():
+    from wirewatch.core.delivery import news_silences
+    from wirewatch.topology.delivery_stage import MutedTopics
+
+    def silence(ident, state="active", **matchers):
+        return {"id": ident, "status": {"state": state}, "endsAt": "2026-01-21T16:00:00Z", "comment": ident,
+                "matchers": [{"name": n, "value": v, "isRegex": n == "regex", "isEqual": True} for n, v in matchers.items()]}
+
+    silences = [silence("mine", alertname="NewsSpike", topic="greenland", desk="foreign"),
+                silence("bare", topic="denmark"), silence("other", alertname="DiskFull", topic="x"),
+                silence("old", state="expired", alertname="NewsSpike", topic="iceland"),
+                silence("desk-wide", alertname="NewsSpike", desk="night")]
+    found = news_silences(silences)
+    assert [(s["id"], s["topic"], s["desk"]) for s in found] == [
+        ("mine", "greenland", "foreign"), ("bare", "denmark", None), ("desk-wide", None, "night")]
+    muted = MutedTopics()
+    muted.update(silences)
+    assert muted.topics == {"greenland", "denmark"}

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
-from ..core.delivery import ALERT_NAME
+from ..core.delivery import ALERT_NAME, news_silences
 from ..errors import WirewatchError
 from ..settings import Settings
 from .common import fail, write_json_line
@@ -67,14 +67,8 @@ def mute(topic: str, duration: str, desk: str | None, reason: str) -> None:
 @main.command()
 def mutes() -> None:
     """The topics muted now, one per line (JSON lines when piped)."""
-    for silence in _run(_client().silences()):
-        if silence["status"]["state"] != "active":
-            continue
-        matchers = {m["name"]: m["value"] for m in silence["matchers"] if m.get("isEqual", True)}
-        if matchers.get("alertname") != ALERT_NAME:
-            continue
-        _print_mute({"id": silence["id"], "topic": matchers.get("topic"), "desk": matchers.get("desk"),
-                "ends_at": silence["endsAt"], "comment": silence.get("comment", "")})
+    for silence in news_silences(_run(_client().silences())):
+        _print_mute(silence)
 
 
 @main.command()

@@ -13,12 +13,13 @@ the alert on the desk page. Pure Python.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from .watchlists import DEFAULT_DESK
 
-__all__ = ["ALERT_NAME", "alertmanager_alert", "alert_labels"]
+__all__ = ["ALERT_NAME", "alertmanager_alert", "alert_labels", "news_silences"]
 
 ALERT_NAME = "NewsSpike"
 _FIRST_BRIEFS = 3
@@ -83,6 +84,27 @@ def alertmanager_alert(
         "endsAt": _rfc3339(max(raised, detected) + timedelta(seconds=cooldown)),
         "generatorURL": annotations["desk_url"],
     }
+
+
+def news_silences(silences: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The active silences of Alertmanager's ``GET /api/v2/silences`` that hold back news alerts.
+
+    A silence holds them back when its ``alertname`` matcher, if it has one,
+    is ``NewsSpike``. Only equality matchers are read (a regular expression
+    names no topic). Each comes as ``id``, ``topic`` and ``desk`` (None when
+    not matched on), ``ends_at`` and ``comment``.
+    """
+    found = []
+    for silence in silences:
+        if silence.get("status", {}).get("state") != "active":
+            continue
+        matchers = {m["name"]: m["value"] for m in silence.get("matchers", [])
+                    if m.get("isEqual", True) and not m.get("isRegex", False)}
+        if matchers.get("alertname", ALERT_NAME) != ALERT_NAME:
+            continue
+        found.append({"id": silence["id"], "topic": matchers.get("topic"), "desk": matchers.get("desk"),
+                      "ends_at": silence["endsAt"], "comment": silence.get("comment", "")})
+    return found
 
 
 def _desk_query(desk: str | None) -> str:

@@ -17,7 +17,7 @@ import faust
 import orjson
 from faust.types import TableT
 
-from ..core.delivery import ALERT_NAME, alert_labels, alertmanager_alert
+from ..core.delivery import alert_labels, alertmanager_alert, news_silences
 from ..core.watchlists import WatchlistFile
 from ..errors import WirewatchError
 from ..service.alertmanager import AlertmanagerClient, AlertRejected
@@ -99,15 +99,7 @@ class MutedTopics:
         self.topics: frozenset[str] = frozenset()
 
     def update(self, silences: list[dict]) -> None:
-        topics = set()
-        for silence in silences:
-            if silence.get("status", {}).get("state") != "active":
-                continue
-            matchers = {m["name"]: m["value"] for m in silence.get("matchers", []) if m.get("isEqual", True)
-                        and not m.get("isRegex", False)}
-            if matchers.get("alertname", ALERT_NAME) == ALERT_NAME and "topic" in matchers:
-                topics.add(matchers["topic"])
-        self.topics = frozenset(topics)
+        self.topics = frozenset(silence["topic"] for silence in news_silences(silences) if silence["topic"])
 
 
 def declare_silence_watch(app: faust.App, settings: Settings, every: float = 15.0) -> MutedTopics:
