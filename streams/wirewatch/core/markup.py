@@ -47,18 +47,18 @@ def looks_like_html(text: str) -> bool:
 def html_to_text(text: str, *, spend: Callable[[], None] | None = None) -> str:
     """The visible text of an HTML fragment or page, one block per line.
 
-    ``spend`` is called every so many tags, so that a caller with a time
-    budget can stop a long page (by raising).
+    ``spend`` is called at every tag, so that a caller with a time budget can
+    stop a long page (by raising).
     """
     parts: list[str] = []
     dropping = 0
     position = 0
     # Where the search for a closer found none: no closer lies beyond, so it is not searched for again.
     no_closer_from: dict[str, int] = {}
-    for count, token in enumerate(_TOKEN.finditer(text)):
+    for token in _TOKEN.finditer(text):
         if token.start() < position:
             continue
-        if spend is not None and count % 256 == 255:
+        if spend is not None:
             spend()
         if not dropping:
             parts.append(text[position : token.start()])

@@ -443,9 +443,8 @@ def _item_bodies(chunk: str) -> tuple[str, ...]:
         return ()
     starts = [0]
     offset = 0
-    for number, line in enumerate(chunk.split("\n")):
-        if number % 64 == 63:
-            _spend()
+    for line in chunk.split("\n"):
+        _spend()
         if offset and _opens_with_dateline(line):
             starts.append(offset)
         offset += len(line) + 1
