@@ -26,6 +26,7 @@ __all__ = [
     "admin_client",
     "OffsetReader",
     "follow_topics",
+    "follow_topics_forever",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,3 +271,21 @@ async def follow_topics(
                         yield tp.topic, record.value
     finally:
         await client.stop()
+
+
+async def follow_topics_forever(
+    settings: Settings, topics: list[str], *, since_seconds: float, reader: str
+) -> AsyncIterator[tuple[str, bytes]]:
+    """:func:`follow_topics`, following again from ``since_seconds`` ago 5 s after losing the cluster.
+
+    For readers beside the agents (the desk page, editors' verdicts) that must
+    never take the worker down with them; ``reader`` names one in the log.
+    After a loss the records since then come again: what they feed must take a repeat.
+    """
+    while True:
+        try:
+            async for record in follow_topics(settings, topics, since_seconds=since_seconds):
+                yield record
+        except (KafkaError, OSError) as error:
+            log.warning("%s: lost the cluster (%s); following again in 5 s", reader, error)
+            await asyncio.sleep(5)

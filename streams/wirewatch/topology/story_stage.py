@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import faust
-from aiokafka.errors import KafkaError
 from faust.types import TableT
 from pydantic import ValidationError
 
@@ -166,18 +165,13 @@ def follow_feedback(app: faust.App, settings: Settings) -> FeedbackLedger:
 
     @app.task
     async def read_feedback() -> None:
-        from ..service.kafka import follow_topics
+        from ..service.kafka import follow_topics_forever
 
-        while True:
+        async for _, value in follow_topics_forever(settings, [settings.topic_feedback],
+                                                    since_seconds=FEEDBACK_MEMORY_SECONDS, reader="feedback"):
             try:
-                async for _, value in follow_topics(settings, [settings.topic_feedback],
-                                                    since_seconds=FEEDBACK_MEMORY_SECONDS):
-                    try:
-                        ledger.record(Verdict.model_validate_json(value))
-                    except ValidationError:
-                        log.warning("feedback: skipped an unreadable verdict")
-            except (KafkaError, OSError) as error:
-                log.warning("feedback: lost the cluster (%s); following again in 5 s", error)
-                await asyncio.sleep(5)
+                ledger.record(Verdict.model_validate_json(value))
+            except ValidationError:
+                log.warning("feedback: skipped an unreadable verdict")
 
     return ledger

@@ -3,7 +3,6 @@ metadata lacks, and the desk page's feed; with the consumer's flow state for a p
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -124,26 +123,20 @@ def declare_desk_feed(app: faust.App, settings: Settings, desk: DeskView) -> Non
     @app.task
     async def follow_desk() -> None:
         """Feed the desk page from every partition of the stories, alerts and briefs topics."""
-        from ..service.kafka import follow_topics
+        from ..service.kafka import follow_topics_forever
 
         handlers = {
             settings.topic_alerts: desk.on_alert,
             settings.topic_stories: desk.on_story,
             settings.topic_briefs: desk.on_brief,
         }
-        while True:
+        async for topic, value in follow_topics_forever(
+            settings, list(handlers), since_seconds=settings.story_ttl_seconds, reader="desk"
+        ):
             try:
-                async for topic, value in follow_topics(
-                    settings, list(handlers), since_seconds=settings.story_ttl_seconds
-                ):
-                    try:
-                        handlers[topic](orjson.loads(value))
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        log.warning("desk: skipped an unreadable record on %s", topic)
-            except (KafkaError, OSError) as error:
-                # The desk must never take the worker down with it: follow again shortly.
-                log.warning("desk: lost the cluster (%s); following again in 5 s", error)
-                await asyncio.sleep(5)
+                handlers[topic](orjson.loads(value))
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("desk: skipped an unreadable record on %s", topic)
 
 
 def flow_state(app: faust.App, partitions: Iterable[tuple[str, int]] = ()) -> dict:
