@@ -26,16 +26,26 @@ def test_noise_verdicts_raise_a_level_that_fades_is_bounded_and_useful_ones_lowe
     ledger = FeedbackLedger()
     now = T0.timestamp()
     assert ledger.level("greenland", now) == 0.0
-    for _ in range(3):
-        ledger.record(verdict("greenland", "noise"))
+    for serial in range(3):
+        ledger.record(verdict("greenland", "noise", alert=f"alert-{serial}"))
     assert ledger.level("greenland", now) == pytest.approx(3.0)
     assert ledger.level("greenland", now + 7 * 86400) == pytest.approx(1.5)  # a week halves it
-    ledger.record(verdict("greenland", "useful"))
+    ledger.record(verdict("greenland", "useful", alert="alert-9"))
     assert ledger.level("greenland", now) == pytest.approx(2.0)
-    for _ in range(20):
-        ledger.record(verdict("denmark", "noise"))
+    for serial in range(20):
+        ledger.record(verdict("denmark", "noise", alert=f"alert-{serial}"))
     assert ledger.level("denmark", now) == MAX_LEVEL
     assert ledger.level("other", now) == 0.0
+
+
+def test_a_verdict_read_again_counts_once_and_only_the_newest_are_kept():
+    ledger = FeedbackLedger(kept=3)
+    for _ in range(2):  # the topic followed again after a lost connection
+        ledger.record(verdict("greenland", "noise", alert="alert-1"))
+    assert ledger.level("greenland", T0.timestamp()) == pytest.approx(1.0)
+    for serial in range(2, 6):
+        ledger.record(verdict("greenland", "useful", days=serial, alert=f"alert-{serial}"))
+    assert sorted(alert for _, alert, _ in ledger.verdicts["greenland"]) == ["alert-3", "alert-4", "alert-5"]
 
 
 @pytest.mark.parametrize("field, value", [("verdict", "meh"), ("alert_id", "<script>"), ("desk", "a b"), ("topic", "")])

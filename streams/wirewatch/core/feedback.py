@@ -38,25 +38,31 @@ class Verdict(BaseModel):
 
 @dataclass
 class FeedbackLedger:
-    """The verdicts of the last while, per topic, as (seconds, +1 for noise or −1 for useful)."""
+    """The verdicts of the last while, per topic, as (seconds, alert id, desk) → +1 for noise or −1 for useful.
+
+    The same verdict read twice (the topic followed again after a lost
+    connection) counts once.
+    """
 
     half_life: float = 7 * 86400.0
     #: Verdicts kept per topic: the newest; older ones have faded in any case.
     kept: int = 50
-    verdicts: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    verdicts: dict[str, dict[tuple[float, str, str], int]] = field(default_factory=dict)
 
     def record(self, verdict: Verdict) -> None:
-        entries = self.verdicts.setdefault(verdict.topic, [])
-        entries.append((verdict.at.timestamp(), 1 if verdict.verdict == "noise" else -1))
-        entries.sort()
-        del entries[: -self.kept]
+        entries = self.verdicts.setdefault(verdict.topic, {})
+        entries[(verdict.at.timestamp(), verdict.alert_id, verdict.desk)] = 1 if verdict.verdict == "noise" else -1
+        if len(entries) > self.kept:
+            for oldest in sorted(entries)[: len(entries) - self.kept]:
+                del entries[oldest]
 
     def level(self, topic: str, at: float) -> float:
         """The topic's noise level at ``at`` (seconds): 0 for a topic no one has called noise."""
         entries = self.verdicts.get(topic)
         if not entries:
             return 0.0
-        total = sum(sign * math.pow(0.5, max(at - moment, 0.0) / self.half_life) for moment, sign in entries)
+        total = sum(sign * math.pow(0.5, max(at - moment, 0.0) / self.half_life)
+                    for (moment, _, _), sign in entries.items())
         return min(max(total, 0.0), MAX_LEVEL)
 
     def __call__(self, topic: str, at: float) -> float:
