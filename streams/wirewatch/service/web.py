@@ -50,11 +50,7 @@ __all__ = ["WirewatchWeb", "WebPolicy", "add_views", "readiness", "DESK_PAGE"]
 PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
-def _desk_page() -> bytes:
-    return resources.files("wirewatch.service.static").joinpath("desk.html").read_bytes()
-
-
-DESK_PAGE = _desk_page()
+DESK_PAGE = resources.files("wirewatch.service.static").joinpath("desk.html").read_bytes()
 
 
 def _inline_hashes(page: bytes, element: str) -> str:
@@ -177,7 +173,6 @@ def add_views(
     muted=None,
     feedback_topic=None,
 ) -> None:
-    page = DESK_PAGE
     watchlists = watchlists or WatchlistFile(None)
 
     @app.page("/metrics")
@@ -205,7 +200,7 @@ def add_views(
     @app.page("/")
     class DeskPage(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(page, content_type="text/html")
+            return self.bytes(DESK_PAGE, content_type="text/html")
 
     @app.page("/api/desk")
     class DeskData(View):
