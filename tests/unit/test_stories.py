@@ -395,6 +395,14 @@ class TestBacktest:
         assert [a.direction for a in alerts if a.revision == 1] == ["drop"]
         assert alerts[0].window_end.timestamp() > outage and outage < alerts[0].detected_at.timestamp() < outage + 3600
 
+    def test_a_feed_that_stops_pages_nobody_on_the_desk(self):
+        # Two hours without a single mention of a topic counted in hundreds: the feed stopped (the operator's
+        # WirewatchNoInput), not the news. Falling to a handful, as in the test above, is still a drop.
+        rng = random.Random(13)
+        outage = T0 + 4 * 86400 + 12 * 3600
+        stopped = lambda t, i: 0 if outage <= t < outage + 7200 else poisson(rng, 100.0)  # noqa: E731
+        assert [a for a in backtest(series(stopped, days=5)) if a.direction == "drop"] == []
+
     def test_replaying_the_same_counts_gives_the_same_alerts(self):
         rng = random.Random(14)
         text = series(lambda t, i: poisson(rng, 5.0) + (30 if 700 <= i < 704 else 0), days=4)

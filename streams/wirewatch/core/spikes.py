@@ -70,7 +70,9 @@ A window **drops** when the count falls below its expectation by
 ``min_ratio``, below the topic's lowest recent ratio to expectation (decayed
 with ``range_half_life``), and is surprising under the negative binomial, for
 a topic that expects at least ``drop_min_expected`` in a window (a wire that
-goes quiet, a feed that stops). Pure, deterministic Python: no Kafka, no Faust.
+goes quiet). A window whose last step has not a single mention is not
+judged: that is a feed that stopped, which pages the operator
+(``WirewatchNoInput``), not the desk. Pure, deterministic Python: no Kafka, no Faust.
 """
 
 from __future__ import annotations
@@ -649,6 +651,9 @@ class SpikeDetector:
             if (
                 max(window.start - observed_since, 0.0) >= config.warmup
                 and window.expected >= config.drop_min_expected
+                # Not one mention in the window's last step, where dozens were due, is a feed that stopped: the
+                # operator is paged for that (WirewatchNoInput), the desk is not.
+                and history.count_at(window.start + (config.steps_per_window - 1) * config.window_step) > 0
                 and window.count * config.min_ratio <= window.expected
                 and window.log_ratio < last.trough
                 and last.spread_weight >= config.dispersion_prior_windows
