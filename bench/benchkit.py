@@ -27,6 +27,7 @@ __all__ = [
     "create_topics",
     "fill",
     "count_records",
+    "changelog_records",
     "wait_for_output",
     "append_time_span",
     "wait_until_group_stable",
@@ -128,6 +129,13 @@ async def count_records(topic: str) -> int:
         return sum(ends[tp] - starts[tp] for tp in partitions)
     finally:
         await consumer.stop()
+
+
+async def changelog_records(app_id: str) -> dict[str, int]:
+    """Records on each table changelog of app ``app_id``, by table."""
+    prefix, suffix = f"{app_id}-", "-changelog"
+    return {name.removeprefix(prefix).removesuffix(suffix): await count_records(name)
+            for name in sorted(await topic_names()) if name.startswith(prefix) and name.endswith(suffix)}
 
 
 async def wait_for_output(topic: str, expected: int, alive: Callable[[], bool], timeout: float = 900.0) -> None:

@@ -36,10 +36,9 @@ import uuid
 from pathlib import Path
 
 from benchkit import (
-    count_records,
+    changelog_records,
     fill,
     simulated_pages,
-    topic_names,
     topics_removed_after,
     wait_for_output,
     worker_env,
@@ -87,13 +86,6 @@ def fresh_env(store: str) -> dict[str, str]:
            "WIREWATCH_WEB_PORT": str(free_port())}
     Path(env["WIREWATCH_DATA_DIR"]).mkdir(parents=True)
     return env
-
-
-async def changelog_records(app_id: str) -> dict[str, int]:
-    """Records on each table changelog of app ``app_id``, by table."""
-    prefix, suffix = f"{app_id}-", "-changelog"
-    return {name.removeprefix(prefix).removesuffix(suffix): await count_records(name)
-            for name in sorted(await topic_names()) if name.startswith(prefix) and name.endswith(suffix)}
 
 
 def restart(store: str, records: list[tuple[bytes, bytes]], briefs: int) -> dict:

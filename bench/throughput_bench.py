@@ -23,6 +23,13 @@ backlog and watches.
 - quix: the same stage in Quix Streams (bench/quix_peer.py), run only when the
   peer's venv exists (WIREWATCH_BENCH_PEER_PYTHON, default .cache/bench-peer).
 
+Beside the rates: each contender's CPU milliseconds per brief (every process
+it runs, from /proc, between the backlog's start and its last output), and
+for wirewatch the records its tables wrote to their changelogs per brief, by
+table. The story engine also runs alone in this process on the same briefs
+(each once, in the order a worker first meets them), and
+``pipeline_over_engine`` is one worker's briefs/s over the engine's.
+
 The backlog is written faster than any contender reads it (``fill`` in the
 output says how fast), so the figures are the contenders' own. Figures vary
 from run to run by a fifth on this machine, so every contender runs ROUNDS
@@ -50,6 +57,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchkit import (
@@ -57,6 +65,7 @@ from benchkit import (
     LOG_APPEND_TIME,
     REPO,
     append_time_span,
+    changelog_records,
     create_topics,
     fill,
     runs_stories,
@@ -84,9 +93,30 @@ WIREWATCH_LAYOUTS = {
 
 #: Contenders timed until their last story update.
 STORY_CONTENDERS = {name for name, stages in WIREWATCH_LAYOUTS.items() if runs_stories(stages)}
-#: A contender: given its raw, briefs and stories topics, a context in which it runs and is settled, yielding
-#: "is it alive?".
-Contender = Callable[[str, str, str], AbstractContextManager[Callable[[], bool]]]
+
+
+@dataclass(frozen=True)
+class Running:
+    """A contender running and settled: its processes, and the app id its tables' changelogs are named by."""
+
+    processes: list[subprocess.Popen]
+    app_id: str | None = None
+
+    def alive(self) -> bool:
+        return all(process.poll() is None for process in self.processes)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of every process so far (Linux: /proc/PID/stat, in clock ticks)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+        return total / ticks
+
+
+#: A contender: given its raw, briefs and stories topics, a context in which it runs and is settled.
+Contender = Callable[[str, str, str], AbstractContextManager[Running]]
 
 
 async def fill_timed(raw: str, records: list[tuple[bytes, bytes]]) -> float:
@@ -105,67 +135,97 @@ def measure(contender: Contender, records: list[tuple[bytes, bytes]], expected: 
     raw, briefs, story_topic = f"bench-{run}.raw", f"bench-{run}.briefs", f"bench-{run}.stories"
     with topics_removed_after():
         asyncio.run(create_topics([raw, briefs, story_topic], PARTITIONS, LOG_APPEND_TIME))
-        with contender(raw, briefs, story_topic) as alive:
+        with contender(raw, briefs, story_topic) as running:
+            cpu_before = running.cpu_seconds()
             fill_seconds = asyncio.run(fill_timed(raw, records))
-            asyncio.run(wait_for_output(briefs, expected, alive))
+            asyncio.run(wait_for_output(briefs, expected, running.alive))
             if stories:
-                asyncio.run(wait_for_output(story_topic, expected, alive))
+                asyncio.run(wait_for_output(story_topic, expected, running.alive))
+            cpu_seconds = running.cpu_seconds() - cpu_before
+        changelogs = asyncio.run(changelog_records(running.app_id)) if running.app_id else {}
         brief_seconds = asyncio.run(append_time_span(raw, briefs))
         seconds = asyncio.run(append_time_span(raw, story_topic)) if stories else brief_seconds
     figures = {"seconds": round(seconds, 2), "pages_per_second": round(len(records) / seconds),
                "briefs_per_second": round(expected / seconds),
-               "fill_pages_per_second": round(len(records) / fill_seconds)}
+               "fill_pages_per_second": round(len(records) / fill_seconds),
+               "cpu_ms_per_brief": round(1000 * cpu_seconds / expected, 2)}
+    if running.app_id:
+        figures["changelog_records_per_brief"] = round(sum(changelogs.values()) / expected, 2)
+        figures["changelog_records_per_brief_by_table"] = {name: round(count / expected, 2)
+                                                           for name, count in changelogs.items()}
     if stories:
         figures["briefs_out_pages_per_second"] = round(len(records) / brief_seconds)
     return figures
 
 
 @contextmanager
-def subprocess_contender(command: list[str], group: str, log_path: str) -> Iterator[Callable[[], bool]]:
+def subprocess_contender(command: list[str], group: str, log_path: str) -> Iterator[Running]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             asyncio.run(wait_until_group_stable(group))
-            yield lambda: process.poll() is None
+            yield Running([process])
         finally:
             process.terminate()
             process.wait(30)
 
 
 @contextmanager
-def bare(raw: str, briefs: str, _stories: str) -> Iterator[Callable[[], bool]]:
+def bare(raw: str, briefs: str, _stories: str) -> Iterator[Running]:
     group = f"{raw}-bare"
     with subprocess_contender([sys.executable, str(REPO / "bench/bare_loop.py"), BOOTSTRAP, raw, briefs, group],
-                              group, f"/tmp/{raw}-bare.log") as alive:
-        yield alive
+                              group, f"/tmp/{raw}-bare.log") as running:
+        yield running
 
 
 @contextmanager
-def quix(raw: str, briefs: str, _stories: str) -> Iterator[Callable[[], bool]]:
+def quix(raw: str, briefs: str, _stories: str) -> Iterator[Running]:
     group, state_dir = f"{raw}-quix", f"/tmp/{raw}-quix"
     try:
         with subprocess_contender([str(PEER_PYTHON), str(REPO / "bench/quix_peer.py"), BOOTSTRAP, raw, briefs,
-                                   group, state_dir], group, f"/tmp/{raw}-quix.log") as alive:
-            yield alive
+                                   group, state_dir], group, f"/tmp/{raw}-quix.log") as running:
+            yield running
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def wirewatch(stages: list[str]) -> Contender:
     @contextmanager
-    def layout(raw: str, briefs: str, stories: str) -> Iterator[Callable[[], bool]]:
+    def layout(raw: str, briefs: str, stories: str) -> Iterator[Running]:
         env = {**worker_env(uuid.uuid4().hex[:8], partitions=PARTITIONS),
                "WIREWATCH_TOPIC_RAW": raw, "WIREWATCH_TOPIC_BRIEFS": briefs, "WIREWATCH_TOPIC_STORIES": stories}
         with workers(env, stages, settle_seconds=SETTLE_SECONDS, first_port=6100) as processes:
-            yield lambda: all(process.process.poll() is None for process in processes)
+            yield Running([worker.process for worker in processes], app_id=env["WIREWATCH_APP_ID"])
 
     return layout
 
 
-def ratio(numerator: dict | None, denominator: dict | None) -> float | None:
+def engine_in_process(records: list[tuple[bytes, bytes]], rounds: int) -> dict:
+    """The story engine alone on the briefs the pages carry, each once, in the order a worker first sees them."""
+    from wirewatch.core.engine import create_engine
+    from wirewatch.models import ClusterInput
+    from wirewatch.settings import Settings
+
+    briefs: dict[str, ClusterInput] = {}
+    for _, value in records:
+        for brief in parse_envelope(Envelope.model_validate_json(value)).briefs:
+            briefs.setdefault(brief.id, ClusterInput.from_brief(brief))
+    runs = []
+    for _ in range(rounds):
+        engine = create_engine(Settings())
+        started = time.process_time()
+        for brief in briefs.values():
+            engine.process(brief)
+        seconds = time.process_time() - started
+        runs.append({"briefs_per_second": round(len(briefs) / seconds), "cpu_ms_per_brief": round(1000 * seconds / len(briefs), 2)})
+    ordered = sorted(runs, key=lambda run: run["briefs_per_second"])
+    return {**ordered[len(ordered) // 2], "rounds_briefs_per_second": [run["briefs_per_second"] for run in runs]}
+
+
+def ratio(numerator: dict | None, denominator: dict | None, figure: str = "pages_per_second") -> float | None:
     if not numerator or not denominator:
         return None
-    return round(numerator["pages_per_second"] / denominator["pages_per_second"], 3)
+    return round(numerator[figure] / denominator[figure], 3)
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -196,6 +256,7 @@ def main() -> None:
         for name, contender in contenders.items():
             runs[name].append(measure(contender, records, expected, stories=name in STORY_CONTENDERS))
     figures = {name: median_run(results) for name, results in runs.items()}
+    engine = engine_in_process(records, rounds)
     for name in ["bare_aiokafka", "quix_streams", *WIREWATCH_LAYOUTS]:
         figures.setdefault(name, None)
     print(json.dumps({
@@ -210,6 +271,8 @@ def main() -> None:
         "pipeline_over_bare": ratio(figures["wirewatch_1_worker"], figures["bare_aiokafka"]),
         "two_workers_over_one": ratio(figures["wirewatch_2_workers"], figures["wirewatch_1_worker"]),
         "split_stages_over_one": ratio(figures["wirewatch_briefs_and_stories_workers"], figures["wirewatch_1_worker"]),
+        "story_engine_in_process": engine,
+        "pipeline_over_engine": ratio(figures["wirewatch_1_worker"], engine, "briefs_per_second"),
     }))
 
 

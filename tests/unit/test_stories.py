@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from wirewatch.core.clustering import ClusterConfig
 from wirewatch.core.engine import EngineState, HeldWrites, StoryEngine
+from wirewatch.core.marks import NEWEST, ProcessedMarks
 from wirewatch.core.parser import parse_page
 from wirewatch.core.spikes import (
     DetectorConfig,
@@ -608,6 +609,7 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
         results = [stories.apply(brief) for brief in batch]
         for result in results:
             stories.mark_processed(result)
+        stories.state.processed.apply()
         return [alert for result in results for alert in result.alerts]
 
     before = engine(extractor)
@@ -624,7 +626,11 @@ def test_a_crash_that_keeps_any_part_of_a_batch_alerts_once(extractor, seed_page
         state = recovered.state
         for name in STATE_TABLES:
             setattr(state, name, copy.deepcopy(getattr(applied if name in kept else committed, name)))
-        state.processed = copy.deepcopy(committed.processed) | (marks if marked else {})
+        state.processed = ProcessedMarks(copy.deepcopy(committed.processed.store))
+        if marked:
+            for brief_id, mark in marks.items():
+                state.processed.hold(brief_id, mark)
+            state.processed.apply()
         recovered.clusterer.stories = state.stories
         alerts = published + [alert for batch in batches[crash_after_batch:] for alert in run_batch(recovered, batch)]
         cut = f"kept {sorted(kept)}, marks {'kept' if marked else 'lost'}"
@@ -647,6 +653,50 @@ class _CountingStore(dict):
     def __delitem__(self, key) -> None:
         self.writes += 1
         super().__delitem__(key)
+
+
+def test_a_batch_of_marks_is_one_row_and_each_brief_is_found_in_it():
+    store = _CountingStore()
+    marks = ProcessedMarks(store)
+    for number in range(50):
+        marks.hold(f"b{number}", {"t": 1000.0 + number, "story": "s", "alerts": []})
+    assert marks.get("b7") == {"t": 1007.0, "story": "s", "alerts": []} and store.writes == 0
+    assert marks.apply() == 50
+    # One row for the batch and one naming it the newest: two changelog records for fifty marks.
+    assert store.writes == 2 and len(marks) == 50
+    assert marks.get("b49")["t"] == 1049.0 and marks.get("b50") is None
+
+
+def test_marks_written_by_another_worker_are_found_after_a_takeover():
+    shared = {}
+    first, second = ProcessedMarks(shared), ProcessedMarks(shared)
+    first.hold("a", {"t": 1.0, "story": "s", "alerts": []})
+    first.apply()
+    assert second.get("a") is not None  # indexed from the rows on first use
+    second.hold("b", {"t": 2.0, "story": "s", "alerts": []})
+    second.apply()
+    # The first worker's index predates the second's batch: the newest row tells it to read the rows again.
+    assert first.get("b") == {"t": 2.0, "story": "s", "alerts": []}
+    # A batch read again after a crash reuses its row's name; it still counts as a write the index has not seen.
+    first.hold("c", {"t": 3.0, "story": "s", "alerts": []})
+    first.apply()
+    shared["batch-c"] = {"t": 3.0, "marks": {"c": shared["batch-c"]["marks"]["c"], "d": {"t": 3.0, "story": "s", "alerts": []}}}
+    shared[NEWEST] = {"row": "batch-c", "n": shared[NEWEST]["n"] + 1}
+    assert first.get("d") is not None
+
+
+def test_marks_go_a_batch_at_a_time_once_all_of_them_are_past_the_horizon():
+    marks = ProcessedMarks({"old-brief": {"t": 5.0, "story": "s", "alerts": []}})  # a row from before batching
+    for number, moment in enumerate((10.0, 20.0)):
+        marks.hold(f"b{number}", {"t": moment, "story": "s", "alerts": []})
+    marks.apply()
+    marks.hold("late", {"t": 30.0, "story": "s", "alerts": []})
+    marks.apply()
+    assert marks.get("old-brief") is not None
+    assert marks.forget_before(15.0) == 1  # the old row; the batch keeps b0 until b1 is past too
+    assert (marks.get("old-brief"), marks.get("b0") is not None) == (None, True)
+    assert marks.forget_before(25.0) == 1
+    assert (marks.get("b0"), marks.get("b1"), marks.get("late") is not None) == (None, None, True)
 
 
 def test_held_writes_reach_the_store_once_per_key_when_applied():
@@ -682,7 +732,8 @@ def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
         plain = EngineState.in_memory(config)
         state = plain
         if batch_size is not None:
-            state = EngineState(HeldWrites({}), HeldWrites({}), HeldWrites({}), HeldWrites({}), plain.story_counts, {})
+            state = EngineState(HeldWrites({}), HeldWrites({}), HeldWrites({}), HeldWrites({}), plain.story_counts,
+                                ProcessedMarks({}))
         stories = StoryEngine(extractor, config, ClusterConfig(), state)
         alerts, story_ids = [], []
         for start in range(0, len(inputs), batch_size or 1):
@@ -694,6 +745,7 @@ def test_the_engine_decides_alike_over_held_writes_applied_per_batch(extractor):
                 stories.mark_processed(result)
                 alerts += [(a.id, a.revision, a.count) for a in result.alerts]
                 story_ids.append(result.story.id)
+            state.processed.apply()
         store = state.stories.store if batch_size is not None else state.stories
         return alerts, story_ids, {key: value["count"] for key, value in store.items()}
 

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 
 from ..models import Alert, ClusterInput, CountSeries, Story
 from .clustering import ClusterConfig, Clusterer, heaviest
+from .marks import ProcessedMarks
 from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
 from .windows import HoppingCounts, HoppingWindows, WindowCounts
@@ -58,12 +59,12 @@ class EngineState:
     alerts: MutableMapping[str, dict]
     stream: MutableMapping[str, float]
     story_counts: WindowCounts
-    processed: MutableMapping[str, dict]
+    processed: ProcessedMarks
 
     @classmethod
     def in_memory(cls, config: DetectorConfig) -> "EngineState":
         windows = HoppingWindows(config.window_size, config.window_step)
-        return cls({}, {}, {}, {}, HoppingCounts(windows), {})
+        return cls({}, {}, {}, {}, HoppingCounts(windows), ProcessedMarks({}))
 
 
 _DELETED, _NOT_HELD = object(), object()
@@ -476,6 +477,7 @@ class StoryEngine:
         """Apply ``brief`` and mark it processed at once: for state that cannot be half-written."""
         result = self.apply(brief)
         self.mark_processed(result)
+        self.state.processed.apply()
         return result
 
     def apply(self, brief: ClusterInput) -> EngineResult:
@@ -532,9 +534,12 @@ class StoryEngine:
         return result
 
     def mark_processed(self, result: EngineResult) -> None:
-        """Remember that the brief of ``result`` (from :meth:`apply`) is done, so a replay changes nothing."""
+        """Remember that the brief of ``result`` (from :meth:`apply`) is done, so a replay changes nothing.
+
+        The mark is held with the rest of its batch until ``state.processed.apply()``.
+        """
         if result.record is not None:
-            self.state.processed[result.brief_id] = result.record
+            self.state.processed.hold(result.brief_id, result.record)
 
     def _replay(self, brief: ClusterInput, story_id: str, topics: list[str], timestamp: float) -> EngineResult:
         story = self.state.stories.get(story_id)
@@ -543,9 +548,7 @@ class StoryEngine:
         return EngineResult(result_story, alerts, replayed=True, brief_id=brief.id)
 
     def _forget_processed(self, watermark: float) -> None:
-        horizon = self.spikes.kept_since(watermark)
-        for brief_id in [key for key, entry in self.state.processed.items() if entry["t"] < horizon]:
-            del self.state.processed[brief_id]
+        self.state.processed.forget_before(self.spikes.kept_since(watermark))
 
     def _story(self, story: dict, brief_id: str, opened: bool, timestamp: float, merged: Sequence[str] = ()) -> Story:
         window_count = max(w.count for w in self.state.story_counts.counts(story["id"], timestamp))

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ..core.engine import EngineResult, EngineState, HeldWrites, StoryEngine, create_engine
 from ..core.feedback import FeedbackLedger, Verdict
+from ..core.marks import ProcessedMarks
 from ..core.pipeline import read_brief_batch
 from ..core.windows import HoppingWindows
 from ..models import Brief, ClusterInput
@@ -55,7 +56,7 @@ def declare_story_stage(
         "topic-history": state_table("topic-history", "Topic → its counts per window step and learned baseline."),
         "alert-state": state_table("alert-state", "Topic → its active alert, or the topic covering it."),
         "stream-clock": state_table("stream-clock", "observed_since and watermark of the story stream."),
-        "processed-briefs": state_table("processed-briefs", "Brief id → its story and the alerts it touched."),
+        "processed-briefs": state_table("processed-briefs", "A batch of briefs → each one's story and the alerts it touched."),
         "story-step-counts": story_windows.table,
     }
     # The state a batch changes reaches the tables once per key at the batch's end (see the agent);
@@ -66,7 +67,7 @@ def declare_story_stage(
         alerts=HeldWrites(tables["alert-state"]),
         stream=HeldWrites(tables["stream-clock"]),
         story_counts=FaustWindowCounts(story_windows, windows),
-        processed=tables["processed-briefs"],
+        processed=ProcessedMarks(tables["processed-briefs"]),
     )
     held = [state.stories, state.topic_history, state.alerts, state.stream, state.story_counts]
     engine = create_engine(settings, state)
@@ -115,10 +116,13 @@ def declare_story_stage(
             # Changelog writes to different tables reach the broker in no set
             # order, and kill -9 can cut them anywhere. Marking the batch only
             # once the rest of its writes are on the broker means a mark that
-            # survives a crash vouches for all of its brief's state.
-            for result, _, event in applied:
-                make_current(event)
+            # survives a crash vouches for all of its brief's state. The batch's
+            # marks are one row: one changelog record, not one per brief.
+            for result, _, _ in applied:
                 engine.mark_processed(result)
+            if applied:
+                make_current(applied[-1][2])
+                state.processed.apply()
             metrics.stories_active.set(len(state.stories))
             if batch:
                 metrics.expire_alerts(state.stream["watermark"], settings.alert_cooldown_seconds)
