@@ -61,6 +61,26 @@ def latency_rows(layouts: dict[str, dict], warm_up_seconds: float) -> list[tuple
     return rows
 
 
+def pipeline_rows(throughput: dict) -> list[tuple[str, str, str, str]]:
+    """The story engine alone beside the pipeline around it: rate, CPU and changelog records per brief."""
+    engine, one = throughput.get("story_engine_in_process"), throughput.get("wirewatch_1_worker")
+    if not engine or not one or "cpu_ms_per_brief" not in one:
+        return []
+    ratio = throughput["pipeline_over_engine"]
+    story_records = sum(count for table, count in one["changelog_records_per_brief_by_table"].items()
+                        if table != "brief-first-seen")
+    return [
+        ("story engine alone, in-process, on the same briefs", f"{engine['briefs_per_second']} briefs/s, "
+         f"{engine['cpu_ms_per_brief']} ms CPU per brief", "", ""),
+        ("whole pipeline, 1 worker ÷ story engine alone (briefs/s)", str(ratio), "≥ 0.5", verdict(ratio >= 0.5)),
+        ("CPU per brief, whole pipeline: 1 worker; briefs + stories workers",
+         f"{one['cpu_ms_per_brief']} ms; {(throughput['wirewatch_briefs_and_stories_workers'] or {}).get('cpu_ms_per_brief')} ms",
+         "", ""),
+        ("changelog records per brief, 1 worker: story stage; with the de-duplication table",
+         f"{story_records:.2f}; {one['changelog_records_per_brief']}", "≤ 2", verdict(story_records <= 2)),
+    ]
+
+
 def main() -> None:
     results, out = Path(sys.argv[1]), Path(sys.argv[2])
     load = lambda name: json.loads((results / name).read_text())  # noqa: E731
@@ -92,6 +112,7 @@ def main() -> None:
         ("whole pipeline ÷ bare", str(throughput["pipeline_over_bare"]), "", ""),
         ("2 workers ÷ 1 worker; briefs + stories workers ÷ 1 worker",
          f"{throughput['two_workers_over_one']}; {throughput['split_stages_over_one']}", "", ""),
+        *pipeline_rows(throughput),
         *latency_rows(layouts, latency["warm_up_seconds"]),
         ("RSS of a worker's state (both stages, in-process) after 100k / 1M briefs", f"{rss.get(100_000)} / {rss.get(1_000_000)} MiB",
          "within 10%", verdict(growth is not None and abs(growth) <= 0.10)),

@@ -233,20 +233,33 @@ class Clusterer:
                 best_id, best_affinity = story_id, affinity
         return best_id, best_affinity
 
-    def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
-        """Merge ``story`` with the live story it has converged with, if any; return the survivor and the absorbed."""
+    def converged_with(self, story: dict, similarity: float | None = None) -> str | None:
+        """The id of a live story here (``story`` itself aside) that ``story`` has converged with, if any.
+
+        Converged: affinity at least ``similarity`` (default ``merge_similarity``).
+        ``story`` may come from another clusterer: this is also how stories of
+        different shards are linked (see :mod:`wirewatch.offline.sharding`).
+        """
         config = self.config
         probe = dict(heaviest(story["centroid"], config.merge_probe_terms))
         # Score on the full centroid, found through its heaviest terms.
         other_id, _ = self._closest(probe, _norm(probe), story["first_seen"], story["last_seen"], exclude=story["id"])
         if other_id is None:
-            return story, []
+            return None
         other = self.stories[other_id]
         gap = _gap(story["first_seen"], story["last_seen"], other["first_seen"], other["last_seen"])
         affinity = cosine(story["centroid"], other["centroid"], story["norm"], other["norm"])
         scale = max(config.time_scale, story["last_seen"] - story["first_seen"], other["last_seen"] - other["first_seen"])
-        if affinity * math.exp(-gap / scale) < config.merge_similarity:
+        bar = config.merge_similarity if similarity is None else similarity
+        return other_id if affinity * math.exp(-gap / scale) >= bar else None
+
+    def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
+        """Merge ``story`` with the live story it has converged with, if any; return the survivor and the absorbed."""
+        config = self.config
+        other_id = self.converged_with(story)
+        if other_id is None:
             return story, []
+        other = self.stories[other_id]
         # The larger story absorbs the smaller; of two the same size, the older id stays.
         if (-other["count"], other_id) < (-story["count"], story["id"]):
             keep, gone = dict(other), story
