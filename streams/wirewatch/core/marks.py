@@ -74,10 +74,6 @@ class ProcessedMarks:
         self._indexed_newest = newest
         return len(marks)
 
-    def discard(self) -> None:
-        """Forget the held marks: the store stays as it was."""
-        self._held.clear()
-
     def forget_before(self, horizon: float) -> int:
         """Delete the rows whose every mark is older than ``horizon``; return how many rows went."""
         gone = [row for row, batch in list(self.store.items()) if row != NEWEST and batch["t"] < horizon]

@@ -8,8 +8,9 @@ any of it is built into the worker.
 Routing (``by``), as the briefs stage would key the story input:
 
 - ``term``: the brief's heaviest term (a name or rare word, as the clusterer
-  weighs them) owns it. Briefs of one story mostly share their heaviest
-  term, so they mostly meet in one shard.
+  weighs them) owns it, in the hope that briefs of one story meet in one
+  shard. Measured, it is the worst of the three: a shard gets every brief
+  whose strongest word is the same and merges unrelated stories on it.
 - ``language``: the brief's language. Stories rarely cross languages, but one
   language may carry most of the feed, and that shard takes most of the load.
 - ``brief``: the brief id's hash, as a topic keyed by brief id would spread
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from ..core.clustering import cosine
 from ..core.engine import EngineResult, StoryEngine, create_engine
 from ..models import ClusterInput
+from ..settings import Settings
 
 __all__ = ["SHARD_KEYS", "Link", "ShardedStories", "shard_of"]
 
@@ -56,7 +58,7 @@ class Link:
 class ShardedStories:
     """N story engines behind a router, and a coordinator that links their stories."""
 
-    settings: object
+    settings: Settings
     shards: int
     by: str = "term"
     engines: list[StoryEngine] = field(init=False)
