@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and rewrites bench/RESULTS.md with their figures and the machine they ran on.
 #   bench/run.sh            (starts the local broker on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set)
-#   WIREWATCH_STORY_DATA=DIR bench/run.sh   also scores stories on DIR's labelled *.jsonl streams
+#   WIREWATCH_STORY_DATA=DIR bench/run.sh   also scores stories on DIR's labelled *.jsonl streams, and simulates the story stage in shards on them
 #   WIREWATCH_SPIKE_DATA=DIR bench/run.sh   also scores spikes on DIR's count series and labels.json
 # The Quix Streams peer gets a venv of its own in .cache/bench-peer (it needs older pydantic than wirewatch).
 # Takes about an hour, most of it the million-brief memory run; nothing else should load the machine meanwhile.
@@ -48,6 +48,12 @@ if [[ -n "${WIREWATCH_STORY_DATA:-}" ]]; then
   echo "bench: stories on the real labelled streams in $WIREWATCH_STORY_DATA" >&2
   { printf '\n## Stories on real labelled streams\n\n'
     "$python" "$repo/bench/story_quality.py" --markdown "$WIREWATCH_STORY_DATA"/*.jsonl; } >>"$repo/bench/RESULTS.md"
+  echo "bench: the story stage past one partition, simulated on $WIREWATCH_STORY_DATA" >&2
+  { printf '
+## The story stage past one partition (docs/scaling.md)
+
+'
+    "$python" "$repo/bench/scaling_simulation.py" "$WIREWATCH_STORY_DATA"/*.jsonl; } >>"$repo/bench/RESULTS.md"
 fi
 if [[ -n "${WIREWATCH_SPIKE_DATA:-}" ]]; then
   echo "bench: spikes on the real labelled count series in $WIREWATCH_SPIKE_DATA" >&2
