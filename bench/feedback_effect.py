@@ -56,7 +56,7 @@ def run(simulation, noise: list[ClusterInput], *, with_feedback: bool) -> dict:
     spike_of = {brief.id: brief.spike for brief in simulation.briefs}
     engine = create_engine(Settings(_env_file=None))
     ledger = FeedbackLedger()
-    engine.spikes.noise_level = ledger
+    engine.spikes.noise_level = ledger.level
     pending: list[tuple[float, int, Verdict]] = []
     alerts, judged = [], 0
     feed = [ClusterInput(id=brief.id, text=brief.text, headline=brief.headline, published_at=brief.published_at,

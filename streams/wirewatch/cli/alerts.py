@@ -54,14 +54,14 @@ def mute(topic: str, duration: str, desk: str | None, reason: str) -> None:
     """Silence TOPIC's alerts in Alertmanager for a while; prints the silence."""
     length = _duration(duration)
     now = datetime.now(timezone.utc)
+    ends_at = (now + length).isoformat()
     matchers = {"alertname": ALERT_NAME, "topic": topic.lower()}
     if desk:
         matchers["desk"] = desk
     silence_id = _run(_client().create_silence(
-        matchers, starts_at=now.isoformat(), ends_at=(now + length).isoformat(),
+        matchers, starts_at=now.isoformat(), ends_at=ends_at,
         created_by=getpass.getuser(), comment=reason))
-    _print_mute({"id": silence_id, "topic": topic.lower(), "desk": desk, "ends_at": (now + length).isoformat(),
-            "comment": reason})
+    _print_mute({"id": silence_id, "topic": topic.lower(), "desk": desk, "ends_at": ends_at, "comment": reason})
 
 
 @main.command()

@@ -188,10 +188,8 @@ class Clusterer:
             story["samples"] = [*story["samples"], sample[:280]]
         story["first_seen"] = min(story["first_seen"], timestamp)
         story["last_seen"] = max(story["last_seen"], timestamp)
-        languages = dict(story.get("languages") or {})
         if terms.language:
-            languages[terms.language] = languages.get(terms.language, 0) + 1
-        story["languages"] = languages
+            self._add_languages(story, {terms.language: 1})
         self._consider_title(story, lambda: title_of(headline, text if text is not None else sample), vector,
                              terms.language)
         self._reindex_story(story["id"], old_centroid, story["centroid"])
@@ -274,10 +272,7 @@ class Clusterer:
         keep["samples"] = (keep["samples"] + gone["samples"])[: config.max_samples]
         keep["first_seen"] = min(keep["first_seen"], gone["first_seen"])
         keep["last_seen"] = max(keep["last_seen"], gone["last_seen"])
-        languages = dict(keep.get("languages") or {})
-        for language, count in (gone.get("languages") or {}).items():
-            languages[language] = languages.get(language, 0) + count
-        keep["languages"] = languages
+        self._add_languages(keep, gone.get("languages") or {})
         if gone.get("title"):
             text, vector, language = gone["title"]
             self._consider_title(keep, text, vector, language)
@@ -299,10 +294,7 @@ class Clusterer:
         current = story.get("title")
         if current is not None:
             languages = story.get("languages") or {}
-            if len(languages) > 1:
-                majority = max(languages, key=lambda name: (languages[name], name))
-            else:
-                majority = next(iter(languages), None)
+            majority = max(languages, key=lambda name: (languages[name], name), default=None)
             fits, current_fits = language == majority, current[2] == majority
             if fits != current_fits and not fits:
                 return
@@ -333,6 +325,13 @@ class Clusterer:
         if len(merged) > self.config.max_topics:
             merged = dict(heaviest(merged, self.config.max_topics))
         story["topics"] = merged
+
+    @staticmethod
+    def _add_languages(story: dict, counts: dict[str, int]) -> None:
+        languages = dict(story.get("languages") or {})
+        for language, count in counts.items():
+            languages[language] = languages.get(language, 0) + count
+        story["languages"] = languages
 
     def _reindex_story(self, story_id: str, old: dict, new: dict) -> None:
         """Index the story under the terms ``new`` has and ``old`` had not, and no longer under those it lost.

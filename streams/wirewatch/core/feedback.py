@@ -65,9 +65,6 @@ class FeedbackLedger:
                     for (moment, _, _), sign in entries.items())
         return min(max(total, 0.0), MAX_LEVEL)
 
-    def __call__(self, topic: str, at: float) -> float:
-        return self.level(topic, at)
-
 
 def editors_precision(verdicts: Iterable[Verdict]) -> dict:
     """Per topic and per desk: useful and noise verdicts, and the share useful (editors' precision).

@@ -653,7 +653,7 @@ class SpikeDetector:
                 and window.expected >= config.drop_min_expected
                 # Not one mention in the window's last step, where dozens were due, is a feed that stopped: the
                 # operator is paged for that (WirewatchNoInput), the desk is not.
-                and history.count_at(window.start + (config.steps_per_window - 1) * config.window_step) > 0
+                and history.count_at(self.step_of(window.end)) > 0
                 and window.count * config.min_ratio <= window.expected
                 and window.log_ratio < last.trough
                 and last.spread_weight >= config.dispersion_prior_windows

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import yaml
@@ -59,18 +60,28 @@ class Watchlist(BaseModel):
             raise ValueError(f"min_severity must be one of {', '.join(_SEVERITY_ORDER)}")
         return value
 
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """Its topics and places, folded: what an alert or a story must be about."""
+        return _folded([*self.topics, *self.places])
+
+    @cached_property
+    def _wanted_sections(self) -> frozenset[str]:
+        return _folded(self.sections)
+
+    @cached_property
+    def _wanted_languages(self) -> frozenset[str]:
+        return _folded(self.languages)
+
     def takes(self, about: frozenset[str], severity: str, languages: Iterable[str], sections: Iterable[str]) -> bool:
         """Whether an alert (or a story) about ``about`` (folded names) is this desk's."""
         if _SEVERITY_ORDER.get(severity, 0) < _SEVERITY_ORDER[self.min_severity]:
             return False
-        wanted_languages = _folded(self.languages)
-        if wanted_languages and not wanted_languages & _folded(languages):
+        if self._wanted_languages and not self._wanted_languages & _folded(languages):
             return False
-        names = _folded([*self.topics, *self.places])
-        wanted_sections = _folded(self.sections)
-        if not names and not wanted_sections:
+        if not self.names and not self._wanted_sections:
             return True
-        return bool(names & about) or bool(wanted_sections & _folded(sections))
+        return bool(self.names & about) or bool(self._wanted_sections & _folded(sections))
 
 
 class Watchlists(BaseModel):
@@ -101,8 +112,7 @@ class Watchlists(BaseModel):
         """The desks a story line (of ``wire.stories``) is for, by its topics and label; the default desk if none."""
         about = _folded([*story.get("topics", {}), *story.get("label", "").split(" · ")])
         taken = [name for name, watchlist in self.desks.items()
-                 if (_folded([*watchlist.topics, *watchlist.places]) & about)
-                 or not (watchlist.topics or watchlist.places or watchlist.sections)]
+                 if watchlist.names & about or not (watchlist.topics or watchlist.places or watchlist.sections)]
         return sorted(taken) or [DEFAULT_DESK]
 
 

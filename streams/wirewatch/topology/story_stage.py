@@ -71,7 +71,7 @@ def declare_story_stage(
     )
     held = [state.stories, state.topic_history, state.alerts, state.stream, state.story_counts]
     engine = create_engine(settings, state)
-    engine.spikes.noise_level = follow_feedback(app, settings)
+    engine.spikes.noise_level = follow_feedback(app, settings).level
     publish_dead_letter = dead_letter_publisher(metrics, topics.dead_letters)
     max_original_bytes = settings.dead_letter_max_original_bytes
 
