@@ -174,6 +174,19 @@ class Settings(BaseSettings):
     story_merge_similarity: float = Field(
         default=0.12, gt=0, le=1, description="Affinity of two stories at which the larger absorbs the smaller."
     )
+    story_embedding_weight: float = Field(
+        default=2.0,
+        ge=0,
+        description="Weight of what a brief means (word embeddings) beside the words it shares with a story; 0 turns "
+        "it off and loads no model.",
+    )
+    story_embedding_floor: float = Field(
+        default=0.25, ge=-1, lt=1, description="Meaning cosine of unrelated texts: only the closeness above it counts."
+    )
+    story_embedding_share: float = Field(
+        default=0.5, ge=0, le=1, description="The most of the bar to join a story that meaning may supply; shared "
+        "words supply the rest.",
+    )
     story_time_scale_seconds: float = Field(
         default=6 * 3600,
         gt=0,
@@ -357,6 +370,9 @@ class Settings(BaseSettings):
             merge_similarity=self.story_merge_similarity,
             time_scale=self.story_time_scale_seconds,
             ttl=self.story_ttl_seconds,
+            embedding_weight=self.story_embedding_weight,
+            embedding_floor=self.story_embedding_floor,
+            embedding_share=self.story_embedding_share,
         )
 
     def language_codes(self) -> tuple[str, ...]:

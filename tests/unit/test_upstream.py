@@ -67,7 +67,10 @@ def test_making_an_event_current_through_the_stream_moves_the_streams_own_event(
 
 
 def test_the_core_imports_neither_faust_nor_aiokafka():
-    core = ["parser", "markup", "pipeline", "ordering", "terms", "clustering", "windows", "spikes", "engine", "progress"]
+    core = [
+        "parser", "markup", "pipeline", "ordering", "terms", "embedding", "clustering", "windows", "spikes", "engine",
+        "progress",
+    ]
     script = (
         "import sys\n"
         + "".join(f"import wirewatch.core.{name}\n" for name in core)
@@ -76,6 +79,19 @@ def test_the_core_imports_neither_faust_nor_aiokafka():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_wordllama_cannot_load_the_model_its_own_wheel_ships_without_a_download(tmp_path):
+    import pytest
+    from wordllama import WordLlama
+
+    from wirewatch.upstream.wordllama import model_files
+
+    tokenizer, weights = model_files()
+    assert tokenizer.is_file() and weights.is_file(), "the wheel ships both files"
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        # An empty cache, downloads off: the tokenizer the wheel ships is looked for under the wrong folder.
+        WordLlama.load(cache_dir=tmp_path, disable_download=True)
 
 
 async def test_a_plain_aiohttp_server_logs_a_malformed_request_as_an_error_and_names_its_version(caplog):

@@ -25,6 +25,21 @@ affinity grows as √n. A long wire brief must share more than a tweet to join. 
 has had no brief for ``ttl`` seconds of event time expires, so a story lives as
 long as it keeps getting briefs: days for an earthquake, an hour for a goal.
 
+Headlines of one story often share no rare word at all. With an encoder
+(:mod:`wirewatch.core.embedding`), a brief also carries a short vector of
+what it means, and a story the sum of its briefs' vectors. The
+``embedding_candidates`` stories of highest affinity then score::
+
+    affinity + min(embedding_weight · max(0, meaning cosine − embedding_floor),
+                   embedding_share · bar) · damping
+
+so wordings that share little but mean the same join: a meaning cosine
+below the floor (that of unrelated texts on a news wire) adds nothing, and
+meaning supplies at most ``embedding_share`` (half) of the bar a brief must
+reach; shared words supply the rest. Two stories of one kind (two HBO series,
+two storms) are close in meaning but name different things: without the cap
+they ran together.
+
 Short texts of one story share few words, so early on a story often opens
 twice (two agencies' first wordings). Whenever a story reaches a size that is
 a power of two it is compared with the live stories that share its heaviest
@@ -50,6 +65,9 @@ import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
+import numpy as np
+
+from .embedding import SentenceEncoder
 from .terms import BriefTerms
 
 __all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine", "heaviest"]
@@ -67,6 +85,12 @@ class ClusterConfig:
     max_brief_ids: int = 500
     max_samples: int = 3
     merge_probe_terms: int = 20
+    embedding_weight: float = 2.0
+    embedding_floor: float = 0.25
+    embedding_share: float = 0.5
+    embedding_seed_briefs: int = 8
+    embedding_candidates: int = 4
+    embedding_dimensions: int = 128
 
 
 @dataclass
@@ -121,9 +145,14 @@ def _gap(first: float, last: float, other_first: float, other_last: float) -> fl
 class Clusterer:
     """Assigns briefs to stories held in ``stories``."""
 
-    def __init__(self, config: ClusterConfig, stories: MutableMapping[str, dict]) -> None:
+    def __init__(
+        self, config: ClusterConfig, stories: MutableMapping[str, dict], encoder: SentenceEncoder | None = None
+    ) -> None:
         self.config = config
         self.stories = stories
+        self.encoder = encoder if config.embedding_weight > 0 else None
+        # story id → (the stored sum it was worked out from, its unit meaning vector): derived, never stored.
+        self._meanings: dict[str, tuple[list[float], np.ndarray]] = {}
         # term → ids of stories whose centroid holds it; may name stories that
         # are gone or no longer hold the term (they score what they hold), never misses one.
         self._index: dict[str, set[str]] = {}
@@ -136,12 +165,14 @@ class Clusterer:
             for term in story["centroid"]:
                 index.setdefault(term, set()).add(story_id)
         self._index, self._indexed = index, True
+        self._meanings.clear()
 
     def expire(self, watermark: float) -> list[str]:
         """Drop stories not extended within ``ttl`` of ``watermark``; return their ids."""
         expired = [sid for sid, story in self.stories.items() if story["last_seen"] < watermark - self.config.ttl]
         for story_id in expired:
             self._unindex(story_id, self.stories[story_id]["centroid"])
+            self._meanings.pop(story_id, None)
             del self.stories[story_id]
         return sorted(expired)
 
@@ -157,9 +188,17 @@ class Clusterer:
         if not self._indexed:
             self.reindex()
         vector = _unit(terms.weights)
-        best_id, best_affinity = self._closest(vector, 1.0, timestamp, timestamp, exclude=None)
+        encoded: list[np.ndarray | None] = []
+
+        def meaning() -> np.ndarray | None:
+            if not encoded:
+                encoded.append(self.encoder.encode(headline or text or sample))
+            return encoded[0]
+
         threshold = self.config.similarity * math.sqrt(max(len(vector), self.config.reference_terms)
                                                        / self.config.reference_terms)
+        best_id, best_affinity = self._closest(vector, 1.0, timestamp, timestamp, exclude=None,
+                                               meaning=meaning if self.encoder is not None else None, bar=threshold)
         if best_id is not None and best_affinity >= threshold:
             story = dict(self.stories[best_id])
             if brief_id in story["brief_ids"]:
@@ -181,6 +220,12 @@ class Clusterer:
             opened = True
         old_centroid = story["centroid"]
         self._add_vector(story, vector)
+        # A story means what its first few briefs mean, and what those whose words left the choice open mean
+        # (their meaning was worked out anyway): encoding every brief of a busy story would add nothing.
+        if self.encoder is not None and story.get("embedded", 0) < self.config.embedding_seed_briefs:
+            meaning()
+        if encoded and encoded[0] is not None:
+            self._add_meaning(story, encoded[0])
         self._add_topics(story, {topic: 1 for topic in terms.topics})
         story["brief_ids"] = [*story["brief_ids"], brief_id][-self.config.max_brief_ids :]
         story["count"] += 1
@@ -202,9 +247,16 @@ class Clusterer:
         return Assignment(story, opened=opened, extended=True, merged=merged)
 
     def _closest(
-        self, vector: dict[str, float], norm: float, first: float, last: float, exclude: str | None
+        self, vector: dict[str, float], norm: float, first: float, last: float, exclude: str | None,
+        meaning: Callable[[], np.ndarray | None] | None = None, bar: float = 0.0,
     ) -> tuple[str | None, float]:
-        """The live story of highest affinity to ``vector`` spanning [first, last], and that affinity."""
+        """The live story of highest affinity to ``vector`` spanning [first, last], and that affinity.
+
+        With ``meaning`` (giving a unit vector from the encoder), the best few
+        by term affinity are scored again with their meaning added, at most
+        ``embedding_share`` of ``bar`` (the affinity the caller will ask for).
+        ``meaning`` is called only when that could change the outcome.
+        """
         index = self._index
         candidates: set[str] = set()
         for term in vector:
@@ -214,6 +266,7 @@ class Clusterer:
         candidates.discard(exclude)
         best_id, best_affinity = None, 0.0
         config, stories = self.config, self.stories
+        ranked: list[tuple[float, str, float]] = []
         for story_id in sorted(candidates):
             story = stories.get(story_id)
             if story is None:
@@ -226,10 +279,50 @@ class Clusterer:
             if dot <= 0.0:
                 continue
             scale = max(config.time_scale, story["last_seen"] - story["first_seen"], last - first)
-            affinity = dot / (norm * story["norm"]) * math.exp(-gap / scale)
-            if affinity > best_affinity:
+            damping = math.exp(-gap / scale)
+            affinity = dot / (norm * story["norm"]) * damping
+            if meaning is not None:
+                ranked.append((affinity, story_id, damping))
+            elif affinity > best_affinity:
                 best_id, best_affinity = story_id, affinity
+        if ranked:
+            most = config.embedding_share * bar
+            # Meaning is weighed only for the few stories the terms already point at: it decides between
+            # them, and a brief is never compared with every live story.
+            top = heapq.nsmallest(config.embedding_candidates, ranked, key=_most_affine)
+            leader = top[0][0]
+            reach = max(affinity + most * damping for affinity, _, damping in top[1:]) if len(top) > 1 else 0.0
+            if not (reach > leader if leader >= bar else max(reach, leader + most * top[0][2]) >= bar):
+                return top[0][1], leader  # no bonus could change the choice
+            brief_meaning = meaning()
+            for affinity, story_id, damping in top:
+                story_meaning = self._meaning_of(story_id, stories[story_id])
+                if story_meaning is not None and brief_meaning is not None:
+                    closeness = float(brief_meaning @ story_meaning) - config.embedding_floor
+                    if closeness > 0.0:
+                        affinity += min(config.embedding_weight * closeness, most) * damping
+                if affinity > best_affinity:
+                    best_id, best_affinity = story_id, affinity
         return best_id, best_affinity
+
+    def _meaning_of(self, story_id: str, story: dict) -> np.ndarray | None:
+        """The unit meaning vector of a stored story (None for one that has none)."""
+        stored = story.get("embedding")
+        cached = self._meanings.get(story_id)
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        unit = _unit_meaning(story)
+        if unit is not None:
+            self._meanings[story_id] = (stored, unit)
+        return unit
+
+    def _add_meaning(self, story: dict, meaning: np.ndarray | list[float], briefs: int = 1) -> None:
+        """Add the meaning vector of a brief (or the sum of ``briefs`` of them, another story's) to the story's sum."""
+        total = np.asarray(meaning, dtype=np.float32)
+        if story.get("embedding"):
+            total = total + np.asarray(story["embedding"], dtype=np.float32)
+        story["embedding"] = np.round(total, 4).tolist()
+        story["embedded"] = story.get("embedded", 0) + briefs
 
     def converged_with(self, story: dict, similarity: float | None = None) -> str | None:
         """The id of a live story here (``story`` itself aside) that ``story`` has converged with, if any.
@@ -240,15 +333,17 @@ class Clusterer:
         """
         config = self.config
         probe = dict(heaviest(story["centroid"], config.merge_probe_terms))
+        unit = _unit_meaning(story) if self.encoder is not None else None
         # Score on the full centroid, found through its heaviest terms.
-        other_id, _ = self._closest(probe, _norm(probe), story["first_seen"], story["last_seen"], exclude=story["id"])
+        bar = config.merge_similarity if similarity is None else similarity
+        other_id, _ = self._closest(probe, _norm(probe), story["first_seen"], story["last_seen"], exclude=story["id"],
+                                    meaning=(lambda: unit) if unit is not None else None, bar=bar)
         if other_id is None:
             return None
         other = self.stories[other_id]
         gap = _gap(story["first_seen"], story["last_seen"], other["first_seen"], other["last_seen"])
         affinity = cosine(story["centroid"], other["centroid"], story["norm"], other["norm"])
         scale = max(config.time_scale, story["last_seen"] - story["first_seen"], other["last_seen"] - other["first_seen"])
-        bar = config.merge_similarity if similarity is None else similarity
         return other_id if affinity * math.exp(-gap / scale) >= bar else None
 
     def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
@@ -265,6 +360,8 @@ class Clusterer:
             keep, gone = story, other
         old_centroid = keep["centroid"]
         self._add_vector(keep, gone["centroid"])
+        if gone.get("embedding"):
+            self._add_meaning(keep, gone["embedding"], gone.get("embedded", 1))
         self._add_topics(keep, gone["topics"])
         held = set(keep["brief_ids"])
         keep["brief_ids"] = [*keep["brief_ids"], *(b for b in gone["brief_ids"] if b not in held)][-config.max_brief_ids :]
@@ -278,6 +375,7 @@ class Clusterer:
             self._consider_title(keep, text, vector, language)
         self._unindex(gone["id"], gone["centroid"])
         self._reindex_story(keep["id"], old_centroid, keep["centroid"])
+        self._meanings.pop(gone["id"], None)
         del self.stories[gone["id"]]
         return keep, [gone["id"]]
 
@@ -389,6 +487,19 @@ def title_of(headline: str | None, text: str | None) -> str:
     if len(title) > MAX_TITLE_CHARS:
         title = title[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(",;:—–-") + "…"
     return title
+
+
+def _most_affine(scored: tuple[float, str, float]) -> tuple[float, str]:
+    return -scored[0], scored[1]
+
+
+def _unit_meaning(story: dict) -> np.ndarray | None:
+    stored = story.get("embedding")
+    if not stored:
+        return None
+    total = np.asarray(stored, dtype=np.float32)
+    norm = float(np.linalg.norm(total))
+    return total / norm if norm > 0.0 else None
 
 
 def _unit(weights: dict[str, float]) -> dict[str, float]:

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 
 from ..models import Alert, ClusterInput, CountSeries, Story
 from .clustering import ClusterConfig, Clusterer, heaviest
+from .embedding import SentenceEncoder, default_encoder
 from .marks import ProcessedMarks
 from .spikes import DROP, RISE, DetectorConfig, Evaluation, SpikeDetector, TopicHistory
 from .terms import TermExtractor, term_rarity
@@ -462,9 +463,10 @@ class StoryEngine:
         detector: DetectorConfig,
         clustering: ClusterConfig,
         state: EngineState,
+        encoder: SentenceEncoder | None = None,
     ) -> None:
         self.extractor = extractor
-        self.clusterer = Clusterer(clustering, state.stories)
+        self.clusterer = Clusterer(clustering, state.stories, encoder)
         self.spikes = SpikeTracker(detector, state)
         self.state = state
         self._state_seen: tuple | None = None
@@ -576,6 +578,7 @@ def create_engine(settings, state: EngineState | None = None) -> StoryEngine:
     """The engine that ``settings`` (a :class:`~wirewatch.settings.Settings`) describe."""
     from .terms import AliasTable, LanguageDetector
 
-    detector = settings.detector_config()
+    detector, clustering = settings.detector_config(), settings.cluster_config()
     extractor = TermExtractor(AliasTable.default(settings.aliases_file), LanguageDetector(settings.language_codes()))
-    return StoryEngine(extractor, detector, settings.cluster_config(), state or EngineState.in_memory(detector))
+    encoder = default_encoder(clustering.embedding_dimensions) if clustering.embedding_weight > 0 else None
+    return StoryEngine(extractor, detector, clustering, state or EngineState.in_memory(detector), encoder)

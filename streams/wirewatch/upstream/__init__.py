@@ -1,4 +1,4 @@
-"""Workarounds for upstream behaviour of faust-streaming, aiokafka and aiohttp: one module per defect.
+"""Workarounds for upstream behaviour of faust-streaming, aiokafka, aiohttp and wordllama: one module per defect.
 
 Each module's docstring names the upstream symbol it overrides, the version it
 was written against, where upstream the behaviour lives, the symptom it caused
@@ -11,6 +11,7 @@ fails when the installed versions differ from :data:`PROVEN_WITH`.
 - :mod:`.producer_flush`: a producer flush that returns with records still buffered.
 - :mod:`.current_event`: making an event current without confusing ``Stream.take``.
 - :mod:`.aiohttp_errors`: malformed HTTP requests logged as ERROR tracebacks.
+- :mod:`.wordllama`: a shipped model that ``WordLlama.load`` cannot find, and downloads instead.
 
 Besides these, settings that only tune Faust (stream buffer size, producer
 buffer size, the story stage's batch wait) say why in ``topology/app.py`` and
