@@ -1,17 +1,17 @@
 """What a brief means, as a short vector: static word embeddings averaged over its tokens.
 
-Two headlines of one story often share no rare word ("Kremlin envoy lands in
-Washington" / "Putin's man meets Trump aides"): term vectors see nothing in
-common, word embeddings see two texts about the same things. The clusterer
-adds the cosine of such vectors to its term affinity (see
-:mod:`wirewatch.core.clustering`).
+Headlines of one story often share only a common word or two ("Kremlin
+envoy lands in Washington" / "Putin's man meets Trump aides in US capital"):
+term vectors see little in common, word embeddings see two texts about the
+same things. The clusterer adds the cosine of such vectors to its term
+affinity (see :mod:`wirewatch.core.clustering`).
 
 The embeddings are WordLlama's ``l2_supercat`` (token embeddings distilled
 from a large language model, shipped inside the ``wordllama`` wheel, so
 nothing is downloaded): a text's vector is the mean of its tokens' rows, cut
 to the first ``dimensions`` columns (the model is trained so that a prefix of
-its columns is itself an embedding), and scaled to unit length. About 30 µs a
-headline, no model server, no GPU. Pure Python over numpy and the Rust
+its columns is itself an embedding), and scaled to unit length. Tens of
+microseconds a headline, no model server, no GPU. Pure Python over numpy and the Rust
 ``tokenizers``: no Kafka, no Faust.
 """
 
