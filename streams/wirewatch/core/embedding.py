@@ -20,10 +20,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from safetensors.numpy import load_file
+from safetensors import safe_open
 from tokenizers import Tokenizer
 
-from ..upstream.wordllama import model_files
+from ..upstream.wordllama import SHIPPED_DIMENSIONS, model_files
 
 __all__ = ["MAX_EMBEDDED_CHARS", "SentenceEncoder", "default_encoder"]
 
@@ -38,18 +38,20 @@ class SentenceEncoder:
 
     def __init__(self, tokenizer: Tokenizer, table: np.ndarray) -> None:
         self._tokenizer = tokenizer
-        self._table = np.ascontiguousarray(table, dtype=np.float32)
+        # Kept at the half precision the model ships in (8 MB at 128 dimensions); sums are taken in single.
+        self._table = np.ascontiguousarray(table, dtype=np.float16)
         self.dimensions = self._table.shape[1]
         self._tokens_of_word: dict[str, list[int]] = {}
 
     @classmethod
     def wordllama(cls, dimensions: int = 128) -> SentenceEncoder:
         """The WordLlama model the wheel ships, cut to its first ``dimensions`` columns."""
+        if not 0 < dimensions <= SHIPPED_DIMENSIONS:
+            raise ValueError(f"dimensions must be between 1 and {SHIPPED_DIMENSIONS}, not {dimensions}")
         tokenizer_file, weights_file = model_files()
-        table = load_file(str(weights_file))["embedding.weight"]
-        if not 0 < dimensions <= table.shape[1]:
-            raise ValueError(f"dimensions must be between 1 and {table.shape[1]}, not {dimensions}")
-        return cls(Tokenizer.from_file(str(tokenizer_file)), table[:, :dimensions])
+        with safe_open(str(weights_file), framework="np") as weights:
+            table = weights.get_slice("embedding.weight")[:, :dimensions]
+        return cls(Tokenizer.from_file(str(tokenizer_file)), table)
 
     def encode(self, text: str) -> np.ndarray | None:
         """The unit vector of ``text`` (its first :data:`MAX_EMBEDDED_CHARS`), or None when it has no token.
@@ -71,12 +73,12 @@ class SentenceEncoder:
             ids += tokens
         if not ids:
             return None
-        vector = self._table[ids].sum(axis=0)
+        vector = self._table[ids].sum(axis=0, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0.0 else None
 
 
 @lru_cache(maxsize=4)
 def default_encoder(dimensions: int) -> SentenceEncoder:
-    """One shared encoder per size: every engine of a process reads the same matrix (16 MB at 128 dimensions)."""
+    """One shared encoder per size: every engine of a process reads the same matrix."""
     return SentenceEncoder.wordllama(dimensions)

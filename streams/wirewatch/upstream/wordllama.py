@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["MODEL", "model_files"]
+__all__ = ["MODEL", "SHIPPED_DIMENSIONS", "model_files"]
 
 #: The WordLlama model wirewatch reads: its name, and the dimensions of the weights the wheel ships.
 MODEL, SHIPPED_DIMENSIONS = "l2_supercat", 256
