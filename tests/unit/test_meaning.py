@@ -107,7 +107,7 @@ def test_a_storys_meaning_is_stored_with_it_and_read_back_after_a_restart(encode
     stories: dict = {}
     Clusterer(config, stories, encoder).assign("a", BriefTerms("en", (), QUAKE_STORY), START, QUAKE_HEADLINE)
     restored = json.loads(json.dumps(stories))
-    assert len(restored["story-a"]["embedding"]) == 128
+    assert isinstance(restored["story-a"]["embedding"], str), "stored compactly in the row"
     few_shared = {"quake": 1.0, "tokyo": 1.0, "homes": 1.0, "collapsed": 1.0}
     text = "Tokyo earthquake: homes collapse as rescuers dig through rubble"
     later = Clusterer(config, restored, encoder).assign("b", BriefTerms("en", (), few_shared), START + 60, text)
