@@ -187,6 +187,10 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=1, description="The most of the bar to join a story that meaning may supply; shared "
         "words supply the rest.",
     )
+    story_merge_meaning_floor: float = Field(
+        default=0.35, ge=-1, le=1, description="With meaning weighed, two stories merge only if their meanings are "
+        "at least this close (cosine).",
+    )
     story_time_scale_seconds: float = Field(
         default=6 * 3600,
         gt=0,
@@ -373,6 +377,7 @@ class Settings(BaseSettings):
             embedding_weight=self.story_embedding_weight,
             embedding_floor=self.story_embedding_floor,
             embedding_share=self.story_embedding_share,
+            merge_meaning_floor=self.story_merge_meaning_floor,
         )
 
     def language_codes(self) -> tuple[str, ...]:

@@ -125,3 +125,22 @@ def test_on_real_tweets_meaning_brings_together_what_the_words_split():
             chosen[row["id"]] = engine.process(ClusterInput.model_validate(row)).story.id
         scores[weight] = score_clusters(truth, chosen)["bcubed_f1"]
     assert scores[2.0] > scores[0.0] and scores[2.0] >= 0.95, scores
+
+
+@pytest.mark.parametrize("with_encoder", [False, True])
+def test_stories_whose_words_converge_merge_only_if_they_say_the_same(encoder, with_encoder):
+    config = ClusterConfig(similarity=0.3, merge_similarity=0.3, merge_meaning_floor=0.35)
+    clusterer = Clusterer(config, {}, encoder if with_encoder else None)
+
+    def brief(i: int, headline: str, *words: str):
+        terms = BriefTerms("en", (), {word: 1.0 for word in words})
+        return clusterer.assign(f"b{i}", terms, START + 60 * i, headline, headline=headline)
+
+    brief(0, "Strong earthquake shakes Tokyo", "quake", "tremor")
+    brief(1, "Apple shares rise after iPhone sales beat forecasts", "evacuation", "shelter")
+    brief(2, "Aftershocks rattle Tokyo after the earthquake", "quake", "tremor", "aftershock")
+    last = brief(3, "Apple shares rise again as iPhone demand holds", "evacuation", "shelter", "quake", "tremor")
+    if with_encoder:
+        assert last.merged == [] and len(clusterer.stories) == 2, "the words met; an earthquake and a share price did not"
+    else:
+        assert last.merged == ["story-b1"] and len(clusterer.stories) == 1

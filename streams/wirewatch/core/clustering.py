@@ -44,7 +44,10 @@ Short texts of one story share few words, so early on a story often opens
 twice (two agencies' first wordings). Whenever a story reaches a size that is
 a power of two it is compared with the live stories that share its heaviest
 terms, and merged into one whose affinity (the same formula, story against
-story) reaches ``merge_similarity``: the larger absorbs the smaller.
+story) reaches ``merge_similarity``: the larger absorbs the smaller. With an
+encoder, their meanings must also be ``merge_meaning_floor`` close: stories
+around one place or one festival come to share their heaviest words (Snowden's
+talk at SXSW and the festival's bands) while they say different things.
 
 Cost per brief does not grow with the number of live stories: stories are
 found through an inverted index term → stories, kept in memory and derived
@@ -92,6 +95,7 @@ class ClusterConfig:
     embedding_seed_briefs: int = 8
     embedding_candidates: int = 4
     embedding_dimensions: int = 128
+    merge_meaning_floor: float = 0.35
 
 
 @dataclass
@@ -326,7 +330,8 @@ class Clusterer:
     def converged_with(self, story: dict, similarity: float | None = None) -> str | None:
         """The id of a live story here (``story`` itself aside) that ``story`` has converged with, if any.
 
-        Converged: affinity at least ``similarity`` (default ``merge_similarity``).
+        Converged: affinity at least ``similarity`` (default ``merge_similarity``), and, with an encoder, meanings
+        at least ``merge_meaning_floor`` close.
         ``story`` may come from another clusterer: this is also how stories of
         different shards are linked (see :mod:`wirewatch.offline.sharding`).
         """
@@ -343,7 +348,13 @@ class Clusterer:
         gap = _gap(story["first_seen"], story["last_seen"], other["first_seen"], other["last_seen"])
         affinity = cosine(story["centroid"], other["centroid"], story["norm"], other["norm"])
         scale = max(config.time_scale, story["last_seen"] - story["first_seen"], other["last_seen"] - other["first_seen"])
-        return other_id if affinity * math.exp(-gap / scale) >= bar else None
+        if affinity * math.exp(-gap / scale) < bar:
+            return None
+        if unit is not None:
+            other_meaning = self._meaning_of(other_id, other)
+            if other_meaning is not None and float(unit @ other_meaning) < config.merge_meaning_floor:
+                return None  # their words converged on what they share; what they say is still apart
+        return other_id
 
     def _merge_converged(self, story: dict) -> tuple[dict, list[str]]:
         """Merge ``story`` with the live story it has converged with, if any; return the survivor and the absorbed."""
