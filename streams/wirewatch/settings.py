@@ -187,6 +187,11 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=1, description="The most of the bar to join a story that meaning may supply; shared "
         "words supply the rest.",
     )
+    story_embedding_languages: str = Field(
+        default="en",
+        description="Comma-separated ISO 639-1 codes of the briefs whose meaning is weighed: languages the model was "
+        "trained on.",
+    )
     story_merge_meaning_floor: float = Field(
         default=0.35, ge=-1, le=1, description="With meaning weighed, two stories merge only if their meanings are "
         "at least this close (cosine).",
@@ -378,11 +383,17 @@ class Settings(BaseSettings):
             embedding_floor=self.story_embedding_floor,
             embedding_share=self.story_embedding_share,
             merge_meaning_floor=self.story_merge_meaning_floor,
+            embedding_languages=_codes(self.story_embedding_languages),
         )
 
     def language_codes(self) -> tuple[str, ...]:
-        return tuple(code.strip().lower() for code in self.languages.split(",") if code.strip())
+        return _codes(self.languages)
 
     @property
     def bootstrap_servers(self) -> list[str]:
         return [server.strip() for server in self.kafka_bootstrap_servers.split(",") if server.strip()]
+
+
+def _codes(listed: str) -> tuple[str, ...]:
+    """Language codes from a comma-separated setting, lower case."""
+    return tuple(code.strip().lower() for code in listed.split(",") if code.strip())

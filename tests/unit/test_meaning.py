@@ -144,3 +144,13 @@ def test_stories_whose_words_converge_merge_only_if_they_say_the_same(encoder, w
         assert last.merged == [] and len(clusterer.stories) == 2, "the words met; an earthquake and a share price did not"
     else:
         assert last.merged == ["story-b1"] and len(clusterer.stories) == 1
+
+
+def test_a_brief_in_a_language_the_model_does_not_know_is_judged_by_its_words_alone():
+    encoder = CountingEncoder()
+    clusterer = Clusterer(ClusterConfig(similarity=0.3, embedding_languages=("en",)), {}, encoder)
+    dutch = "Japan heeft de kerncentrale Kashiwazaki-Kariwa weer opgestart"
+    opened = clusterer.assign("nl-0", BriefTerms("nl", (), {"kerncentrale": 1.0, "japan": 1.0}), START, dutch)
+    assert encoder.calls == 0 and "embedding" not in opened.story
+    clusterer.assign("en-0", BriefTerms("en", (), QUAKE_STORY), START, QUAKE_HEADLINE)
+    assert encoder.calls == 1

@@ -33,7 +33,8 @@ what it means, and a story the sum of its briefs' vectors. The
     affinity + min(embedding_weight · max(0, meaning cosine − embedding_floor),
                    embedding_share · bar) · damping
 
-so wordings that share little but mean the same join: a meaning cosine
+(for a brief in one of ``embedding_languages``, those the model was trained
+on) so wordings that share little but mean the same join: a meaning cosine
 below the floor (that of unrelated texts on a news wire) adds nothing, and
 meaning supplies at most ``embedding_share`` (half) of the bar a brief must
 reach; shared words supply the rest. Two stories of one kind (two HBO series,
@@ -95,6 +96,7 @@ class ClusterConfig:
     embedding_seed_briefs: int = 8
     embedding_candidates: int = 4
     embedding_dimensions: int = 128
+    embedding_languages: tuple[str, ...] = ("en",)
     merge_meaning_floor: float = 0.35
 
 
@@ -193,17 +195,19 @@ class Clusterer:
         if not self._indexed:
             self.reindex()
         vector = _unit(terms.weights)
+        # The model knows English: on Dutch wire briefs, different stories mean as alike as one story does.
+        encoder = self.encoder if terms.language in self.config.embedding_languages else None
         encoded: list[np.ndarray | None] = []
 
         def meaning() -> np.ndarray | None:
             if not encoded:
-                encoded.append(self.encoder.encode(headline or text or sample))
+                encoded.append(encoder.encode(headline or text or sample))
             return encoded[0]
 
         threshold = self.config.similarity * math.sqrt(max(len(vector), self.config.reference_terms)
                                                        / self.config.reference_terms)
         best_id, best_affinity = self._closest(vector, 1.0, timestamp, timestamp, exclude=None,
-                                               meaning=meaning if self.encoder is not None else None, bar=threshold)
+                                               meaning=meaning if encoder is not None else None, bar=threshold)
         if best_id is not None and best_affinity >= threshold:
             story = dict(self.stories[best_id])
             if brief_id in story["brief_ids"]:
@@ -227,7 +231,7 @@ class Clusterer:
         self._add_vector(story, vector)
         # A story means what its first few briefs mean, and what those whose words left the choice open mean
         # (their meaning was worked out anyway): encoding every brief of a busy story would add nothing.
-        if self.encoder is not None and story.get("embedded", 0) < self.config.embedding_seed_briefs:
+        if encoder is not None and story.get("embedded", 0) < self.config.embedding_seed_briefs:
             meaning()
         if encoded and encoded[0] is not None:
             self._add_meaning(story, encoded[0])
