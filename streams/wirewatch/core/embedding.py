@@ -30,7 +30,7 @@ __all__ = ["MAX_EMBEDDED_CHARS", "SentenceEncoder", "default_encoder"]
 #: Only a text's opening is embedded: a long wire brief's first lines say what it is about.
 MAX_EMBEDDED_CHARS = 400
 #: Words whose tokens are remembered; past this many the memory starts afresh (about 10 MB at most).
-MAX_REMEMBERED_WORDS = 100_000
+MAX_REMEMBERED_WORDS = 30_000
 
 
 class SentenceEncoder:
@@ -40,7 +40,6 @@ class SentenceEncoder:
         self._tokenizer = tokenizer
         # Kept at the half precision the model ships in (8 MB at 128 dimensions); sums are taken in single.
         self._table = np.ascontiguousarray(table, dtype=np.float16)
-        self.dimensions = self._table.shape[1]
         self._tokens_of_word: dict[str, list[int]] = {}
 
     @classmethod
