@@ -275,6 +275,9 @@ class Clusterer:
         candidates.discard(exclude)
         best_id, best_affinity = None, 0.0
         config, stories = self.config, self.stories
+        most = config.embedding_share * bar
+        # A story further than the largest bonus below the bar can neither reach it nor pass one that does.
+        within_reach = bar - most if meaning is not None else math.inf
         ranked: list[tuple[float, str, float]] = []
         for story_id in sorted(candidates):
             story = stories.get(story_id)
@@ -290,12 +293,11 @@ class Clusterer:
             scale = max(config.time_scale, story["last_seen"] - story["first_seen"], last - first)
             damping = math.exp(-gap / scale)
             affinity = dot / (norm * story["norm"]) * damping
-            if meaning is not None:
-                ranked.append((affinity, story_id, damping))
-            elif affinity > best_affinity:
+            if affinity > best_affinity:
                 best_id, best_affinity = story_id, affinity
+            if affinity >= within_reach:
+                ranked.append((affinity, story_id, damping))
         if ranked:
-            most = config.embedding_share * bar
             # Meaning is weighed only for the few stories the terms already point at: it decides between
             # them, and a brief is never compared with every live story.
             top = heapq.nsmallest(config.embedding_candidates, ranked, key=_most_affine)
