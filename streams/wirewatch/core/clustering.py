@@ -72,7 +72,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embedding import SentenceEncoder
+from .embedding import SentenceEncoder, unit_length
 from .terms import BriefTerms
 
 __all__ = ["Assignment", "ClusterConfig", "Clusterer", "cosine", "heaviest"]
@@ -301,10 +301,14 @@ class Clusterer:
             # Meaning is weighed only for the few stories the terms already point at: it decides between
             # them, and a brief is never compared with every live story.
             top = heapq.nsmallest(config.embedding_candidates, ranked, key=_most_affine)
-            leader = top[0][0]
-            reach = max(affinity + most * damping for affinity, _, damping in top[1:]) if len(top) > 1 else 0.0
-            if not (reach > leader if leader >= bar else max(reach, leader + most * top[0][2]) >= bar):
-                return top[0][1], leader  # no bonus could change the choice
+            leader, leader_id, leader_damping = top[0]
+            runners_up_reach = max((affinity + most * damping for affinity, _, damping in top[1:]), default=0.0)
+            if leader >= bar:
+                choice_open = runners_up_reach > leader  # a runner-up could pass the leader
+            else:
+                choice_open = max(runners_up_reach, leader + most * leader_damping) >= bar  # one could reach the bar
+            if not choice_open:
+                return leader_id, leader
             brief_meaning = meaning()
             for affinity, story_id, damping in top:
                 story_meaning = self._meaning_of(story_id, stories[story_id])
@@ -524,11 +528,7 @@ def _unpack(stored: str) -> np.ndarray:
 
 def _unit_meaning(story: dict) -> np.ndarray | None:
     stored = story.get("embedding")
-    if not stored:
-        return None
-    total = _unpack(stored)
-    norm = float(np.linalg.norm(total))
-    return total / norm if norm > 0.0 else None
+    return unit_length(_unpack(stored)) if stored else None
 
 
 def _unit(weights: dict[str, float]) -> dict[str, float]:

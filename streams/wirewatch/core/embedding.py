@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 
 from ..upstream.wordllama import SHIPPED_DIMENSIONS, model_files
 
-__all__ = ["MAX_EMBEDDED_CHARS", "SentenceEncoder", "default_encoder"]
+__all__ = ["MAX_EMBEDDED_CHARS", "SentenceEncoder", "default_encoder", "unit_length"]
 
 #: Only a text's opening is embedded: a long wire brief's first lines say what it is about.
 MAX_EMBEDDED_CHARS = 400
@@ -72,9 +72,13 @@ class SentenceEncoder:
             ids += tokens
         if not ids:
             return None
-        vector = self._table[ids].sum(axis=0, dtype=np.float32)
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0.0 else None
+        return unit_length(self._table[ids].sum(axis=0, dtype=np.float32))
+
+
+def unit_length(vector: np.ndarray) -> np.ndarray | None:
+    """``vector`` scaled to unit length; None for a zero vector, which points nowhere."""
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0.0 else None
 
 
 @lru_cache(maxsize=4)
