@@ -249,6 +249,14 @@ class Settings(BaseSettings):
         default=_DETECTOR.ceiling_min_expected, ge=0, description="From this many expected mentions per window, a "
         "rise above the topic's ceiling alerts whatever its chance under the baseline; below it, the chance decides too."
     )
+    spike_hold_seconds: float = Field(
+        default=_DETECTOR.hold, ge=0, description="A busy topic's modest rise (it expects spike_ceiling_min_expected "
+        "or more per window, and stays under spike_hold_bypass times its ceiling) alerts only if the window ending "
+        "this long after it still beats the ceiling it cleared. A whole number of window steps; 0 alerts at once."
+    )
+    spike_hold_bypass: float = Field(
+        default=_DETECTOR.hold_bypass, ge=1, description="A rise to this many times the topic's ceiling alerts at once."
+    )
     spike_drop_min_expected: float = Field(
         default=_DETECTOR.drop_min_expected, gt=0, description="A topic must expect this many per window to drop."
     )
@@ -360,6 +368,8 @@ class Settings(BaseSettings):
             ceiling_half_life=self.spike_ceiling_half_life_seconds,
             ceiling_margin=self.spike_ceiling_margin,
             ceiling_min_expected=self.spike_ceiling_min_expected,
+            hold=self.spike_hold_seconds,
+            hold_bypass=self.spike_hold_bypass,
             noise_margin_step=self.spike_noise_margin_step,
             drop_min_expected=self.spike_drop_min_expected,
             prior_rate_per_hour=self.prior_rate_per_hour,

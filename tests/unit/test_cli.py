@@ -222,10 +222,10 @@ def test_evaluate_adds_the_nab_standard_score_given_the_series(tmp_path):
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"s.csv": [[stamp(40), stamp(49)]]}))
 
-    def nab(*rows: int) -> float:
+    def nab(*rows: int, profile: str = "nab_standard") -> float:
         alerts = tmp_path / "alerts.jsonl"
         alerts.write_text("".join(json.dumps({"id": f"a{row}", "detected_at": stamp(row)}) + "\n" for row in rows))
-        return json.loads(wirewatch("evaluate", str(labels), str(alerts), "--counts", str(counts)).stdout)["nab_standard"]
+        return json.loads(wirewatch("evaluate", str(labels), str(alerts), "--counts", str(counts)).stdout)[profile]
 
     # 100 rows: the first 15 are probation. A detection on the window's first row earns all, none earns nothing,
     # one on its last row the curve's value a tenth of a width before the end; before any window one costs 0.11.
@@ -234,6 +234,8 @@ def test_evaluate_adds_the_nab_standard_score_given_the_series(tmp_path):
     assert nab(49) == pytest.approx(100 * (curve(-0.1) / curve(-1) + 1) / 2, abs=0.01)
     assert nab(20) == pytest.approx(-5.5, abs=0.01)
     assert nab(20, 40) == pytest.approx(94.5, abs=0.01)
+    # NAB's profile that rewards a low false-positive rate charges a false detection twice as much.
+    assert nab(20, 40, profile="nab_low_fp") == pytest.approx(89.0, abs=0.01)
 
 
 def test_simulate_needs_somewhere_to_put_the_feed():

@@ -76,8 +76,10 @@ def series(bursts: dict[int, int], days: int = 6) -> str:
 
 
 def test_a_topic_called_noise_needs_a_bigger_burst_and_the_reason_says_so():
-    # A burst that lifts a half hour by two thirds, four days in; and one that quadruples it a day later.
-    rows = read_counts(io.StringIO(series({4 * 288: 40, 5 * 288: 200})), default_topic="greenland")
+    # A burst that lifts a half hour by two thirds and holds for an hour, four days in; and one that quadruples
+    # a half hour a day later.
+    bursts = {4 * 288 + step: 8 for step in range(1, 12)} | {4 * 288: 40, 5 * 288: 200}
+    rows = read_counts(io.StringIO(series(bursts)), default_topic="greenland")
     config = DetectorConfig()
 
     def raised(level: float) -> list:

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -378,6 +379,27 @@ class TestBacktest:
         assert len({a.id for a in alerts if a.escalation == 0}) == 1
         assert alerts[0].window_start.timestamp() <= burst + 1800 and alerts[0].detected_at.timestamp() >= burst
         assert alerts[0].direction == "rise" and "expected" in alerts[0].reason
+
+    def test_a_busy_topics_modest_rise_alerts_only_if_the_next_half_hour_stays_above_its_bar(self):
+        jump = 2 * 288  # steps of 5 minutes: two days of ten mentions a step, sixty a half hour
+
+        def alerts_for(extra: dict[int, int], **settings) -> list:
+            text = series(lambda t, i: 10 + extra.get(i, 0))
+            return list(run_backtest(read_counts(io.StringIO(text), default_topic="topic"), replace(DetectorConfig(), **settings)))
+
+        faded = {jump: 40}  # 100 in a half hour against a busiest 60, then back to 60
+        assert alerts_for(faded) == []
+        lasting = alerts_for(faded | {jump + k: 8 for k in range(1, 12)})
+        assert len(raised(lasting)) == 1
+        assert lasting[0].detected_at.timestamp() == T0 + (jump + 6) * 300
+        assert "held for 30 min above 60" in lasting[0].reason
+        clear = alerts_for({jump: 100})  # 160: over twice the busiest half hour is news at once
+        assert clear and clear[0].detected_at.timestamp() == T0 + jump * 300
+        assert alerts_for(faded, hold=0)[0].detected_at.timestamp() == T0 + jump * 300
+
+    def test_a_hold_must_be_whole_window_steps(self):
+        with pytest.raises(ValueError, match="hold"):
+            DetectorConfig(hold=450.0)
 
     def test_a_sparse_topic_going_from_nothing_to_four_mentions_in_22_minutes_raises_one_alert(self):
         mentions = {T0 + 2 * 86400 + minute * 60 for minute in (0, 7, 15, 22)}

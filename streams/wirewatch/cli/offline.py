@@ -345,7 +345,7 @@ def _evaluate_feedback(path: str) -> dict:
 
 
 def _evaluate_series(labels_path: str, results: str, series: str | None, counts: str | None) -> dict:
-    from ..offline.evaluation import nab_scores, score_spike_windows
+    from ..offline.evaluation import NAB_LOW_FP_FALSE_POSITIVE, nab_scores, score_spike_windows
 
     try:
         with open(labels_path, encoding="utf-8") as handle:
@@ -386,6 +386,8 @@ def _evaluate_series(labels_path: str, results: str, series: str | None, counts:
         nab = nab_scores(stamps, windows, list(first_seen.values()))
         report["nab_standard"] = round(nab.normalised, 2)
         report["nab_raw"] = round(nab.raw, 4)
+        low_fp = nab_scores(stamps, windows, list(first_seen.values()), NAB_LOW_FP_FALSE_POSITIVE)
+        report["nab_low_fp"] = round(low_fp.normalised, 2)
     return report
 
 

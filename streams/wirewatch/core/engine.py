@@ -277,11 +277,13 @@ class SpikeTracker:
                 count = 0
             ids = [[brief_id, story_id or ""]] if brief_id is not None else []
             closed = []
-            if count or topic in state.topic_history:
+            known = bool(count) or topic in state.topic_history
+            if known:
                 closed = detector.add(history, timestamp, count, ids, observed_since=observed_since, zipf=zipf)
-                state.topic_history[topic] = history.to_dict()
             evaluations.append(detector.evaluate(topic, history, timestamp, observed_since, zipf, closed,
                                                  noise_level=self.noise_level(topic, timestamp)))
+            if known:
+                state.topic_history[topic] = history.to_dict()
         return self._alerts(evaluations, story_id, timestamp, language, origin)
 
     def _active(self, key: str, timestamp: float) -> dict | None:

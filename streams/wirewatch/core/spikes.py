@@ -113,6 +113,8 @@ class DetectorConfig:
     ceiling_half_life: float = 3 * 86400.0
     ceiling_margin: float = 0.25
     ceiling_min_expected: float = 10.0
+    hold: float = 1800.0
+    hold_bypass: float = 2.0
     noise_margin_step: float = 0.25
     prior_rate_per_hour: float = 0.5
     prior_reference_zipf: float = 4.0
@@ -132,6 +134,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.window_step <= 0 or self.window_size < self.window_step or self.window_size % self.window_step:
             raise ValueError("window size must be a whole, positive number of window steps")
+        if self.hold < 0 or self.hold % self.window_step:
+            raise ValueError("a rise's hold must be a whole number of window steps")
 
     @property
     def decay_time(self) -> float:
@@ -275,6 +279,7 @@ class TopicHistory:
     spread_weight: float = 0.0
     trough: float = 0.0
     ceiling: float = 0.0
+    held: list | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -292,6 +297,7 @@ class TopicHistory:
             "spread": [self.spread, self.spread_weight],
             "trough": self.trough,
             "ceiling": self.ceiling,
+            **({"held": list(self.held)} if self.held else {}),
         }
 
     @classmethod
@@ -318,6 +324,7 @@ class TopicHistory:
             # Rows written before the ceiling was kept hold [peak, trough] as "range"; they learn a ceiling anew.
             trough=data["trough"] if "trough" in data else data["range"][1],
             ceiling=data.get("ceiling", 0.0),
+            held=data.get("held"),
         )
 
     @classmethod
@@ -630,21 +637,14 @@ class SpikeDetector:
         """
         config = self.config
         baseline = self.baseline(history, zipf)
-        busiest = self._busiest_containing(history, self.step_of(timestamp), baseline)
+        now = self.step_of(timestamp)
+        busiest = self._busiest_containing(history, now, baseline)
         shape = 1.0 / self.inverse_shape(history)
-        warm = max(busiest.start - observed_since, 0.0) >= config.warmup
-        if warm and busiest.count >= config.min_count and busiest.count >= config.min_ratio * busiest.expected:
-            # Judged against windows that have closed, those of this very burst among them: a burst that builds
-            # up over half an hour clears its own last windows by less than the margin, and stays quiet. Measured
-            # on real series, that silence is right far more often than not (see docs/stories-and-alerts.md).
-            margin = config.ceiling_margin + config.noise_margin_step * noise_level
-            if busiest.count > history.ceiling * (1.0 + margin):
-                score = surprise(busiest.count, busiest.expected, shape)
-                if score >= config.sensitivity + noise_level or busiest.expected >= config.ceiling_min_expected:
-                    reason = self._reason(busiest, score, RISE, history.ceiling)
-                    if noise_level >= 0.5:
-                        reason += f"; bar raised: editors called it noise lately ({noise_level:.1f})"
-                    return Evaluation(topic, busiest, score, RISE, reason, shape)
+        rise = self._rise(topic, history, busiest, observed_since, shape, noise_level)
+        if rise is None and history.held is not None:
+            rise = self._held_rise(topic, history, now, baseline, shape)
+        if rise is not None:
+            return rise
         if closed:
             last = closed[-1]
             window = last.window
@@ -664,12 +664,65 @@ class SpikeDetector:
                     return Evaluation(topic, window, score, DROP, self._reason(window, score, DROP), drop_shape)
         return Evaluation(topic, busiest, 0.0, None, "", shape)
 
+    def _rise(
+        self, topic: str, history: TopicHistory, busiest: WindowView, observed_since: float, shape: float,
+        noise_level: float,
+    ) -> Evaluation | None:
+        """A rise of ``busiest`` to alert now; None if there is none, or if it must hold first (``history.held``)."""
+        config = self.config
+        warm = max(busiest.start - observed_since, 0.0) >= config.warmup
+        if not (warm and busiest.count >= config.min_count and busiest.count >= config.min_ratio * busiest.expected):
+            return None
+        # Judged against windows that have closed, those of this very burst among them: a burst that builds
+        # up over half an hour clears its own last windows by less than the margin, and stays quiet. Measured
+        # on real series, that silence is right far more often than not (see docs/stories-and-alerts.md).
+        margin = config.ceiling_margin + config.noise_margin_step * noise_level
+        if busiest.count <= history.ceiling * (1.0 + margin):
+            return None
+        score = surprise(busiest.count, busiest.expected, shape)
+        if score < config.sensitivity + noise_level and busiest.expected < config.ceiling_min_expected:
+            return None
+        if config.hold and busiest.expected >= config.ceiling_min_expected and busiest.count < config.hold_bypass * history.ceiling:
+            # A busy topic's modest rise must last: it alerts only if the window after it also beats the bar it
+            # cleared (``_held_rise``). Bursts that fade within the half hour are most of a busy topic's false alerts.
+            if history.held is None:
+                history.held = [busiest.start + config.window_size - config.window_step, history.ceiling]
+            return None
+        history.held = None
+        reason = self._reason(busiest, score, RISE, history.ceiling)
+        if noise_level >= 0.5:
+            reason += f"; bar raised: editors called it noise lately ({noise_level:.1f})"
+        return Evaluation(topic, busiest, score, RISE, reason, shape)
+
+    def _held_rise(
+        self, topic: str, history: TopicHistory, now: float, baseline: Baseline, shape: float
+    ) -> Evaluation | None:
+        """The held rise, if the window ending at step ``now``, ``hold`` after it, still beats its bar.
+
+        Judged on every mention of that one step (its count grows as they
+        arrive); once the step is past, the rise is forgotten.
+        """
+        config = self.config
+        rose_at, bar = history.held
+        due = rose_at + config.hold
+        if now > due:
+            history.held = None
+        elif now == due:
+            latest = self.window(history, now - config.window_size + config.window_step, baseline)
+            if latest.count > bar:
+                history.held = None
+                score = surprise(latest.count, latest.expected, shape)
+                return Evaluation(topic, latest, score, RISE, self._reason(latest, score, RISE, bar, held=True), shape)
+        return None
+
     def rescored(self, evaluation: "Evaluation") -> "Evaluation":
         """``evaluation`` with its score and reason worked out, for an alert it revises."""
         score = surprise(evaluation.count, evaluation.baseline, evaluation.shape)
         return replace(evaluation, score=score, reason=self._reason(evaluation.window, score, RISE))
 
-    def _reason(self, window: WindowView, score: float, direction: str, ceiling: float | None = None) -> str:
+    def _reason(
+        self, window: WindowView, score: float, direction: str, ceiling: float | None = None, *, held: bool = False
+    ) -> str:
         minutes = round(self.config.window_size / 60)
         chance = f"a 1-in-10^{score:.0f} window" if score < 300 else "a window beyond any chance"
         if direction == RISE:
@@ -677,6 +730,8 @@ class SpikeDetector:
             times = f"{ratio:.1f}×" if ratio < 1000 else "over 1000×"
             if ceiling is None:  # a revision: the bar it cleared is the alert's first reason's
                 lately = ""
+            elif held:
+                lately = f"; held for {round(self.config.hold / 60)} min above {ceiling:.0f}, its busiest {minutes} min before it rose"
             else:
                 lately = f"; its busiest {minutes} min lately had {ceiling:.0f}" if ceiling >= 0.5 else "; quiet lately"
             return (

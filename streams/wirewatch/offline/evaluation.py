@@ -15,7 +15,9 @@
   the previous such alert are one episode), and each window's delay from its
   start to its first alert.
 - The same series scored as the Numenta Anomaly Benchmark scores detectors
-  (``nab_scores``, standard profile): see that function.
+  (``nab_scores``): its standard profile, or its profile that rewards a low
+  rate of false positives (a false detection costs twice as much): see that
+  function.
 Pure Python.
 """
 
@@ -156,6 +158,8 @@ def score_spike_windows(windows: list[tuple[float, float]], detections: list[flo
 
 #: NAB's standard profile: the weight of a detected window, a missed window and a detection outside every window.
 NAB_TRUE_POSITIVE, NAB_FALSE_NEGATIVE, NAB_FALSE_POSITIVE = 1.0, 1.0, 0.11
+#: NAB's "reward low FP rate" profile weighs a detection outside every window this much instead.
+NAB_LOW_FP_FALSE_POSITIVE = 0.22
 #: The first 15% of a series, at most 750 rows, is NAB's probation: nothing in it counts.
 NAB_PROBATION_SHARE, NAB_PROBATION_ROWS = 0.15, 750
 
@@ -178,15 +182,19 @@ def _scaled_sigmoid(position: float) -> float:
     return -1.0 if position > 3.0 else 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
 
 
-def nab_scores(stamps: list[float], windows: list[tuple[float, float]], detections: list[float]) -> NabScores:
-    """NAB's standard-profile scores of ``detections`` on a series whose rows are at ``stamps`` (sorted).
+def nab_scores(
+    stamps: list[float], windows: list[tuple[float, float]], detections: list[float],
+    false_positive_weight: float = NAB_FALSE_POSITIVE,
+) -> NabScores:
+    """NAB's scores of ``detections`` on a series whose rows are at ``stamps`` (sorted); standard profile by default.
 
     A detection counts on the last row at or before it. Inside a window only
     its best detection counts, scaled so that one on the window's first row
     earns 1; a missed window costs 1; each detection outside every window
-    costs 0.11 times the curve's value past the end of the window before it
-    (0.11 in full with no window before). Windows ending in the probation,
-    and detections in it, do not count.
+    costs ``false_positive_weight`` (0.11; 0.22 in the low-FP profile) times
+    the curve's value past the end of the window before it (in full with no
+    window before). Windows ending in the probation, and detections in it,
+    do not count.
     """
     rows = len(stamps)
     probation = min(math.floor(NAB_PROBATION_SHARE * rows), NAB_PROBATION_ROWS)
@@ -206,10 +214,10 @@ def nab_scores(stamps: list[float], windows: list[tuple[float, float]], detectio
             continue
         before = [span for span in spans if span[1] < row]
         if not before:
-            false_cost -= NAB_FALSE_POSITIVE
+            false_cost -= false_positive_weight
         else:
             first, last = before[-1]
-            false_cost += _scaled_sigmoid(abs(last - row) / float(max(last - first, 1))) * NAB_FALSE_POSITIVE
+            false_cost += _scaled_sigmoid(abs(last - row) / float(max(last - first, 1))) * false_positive_weight
     raw = false_cost + sum(-NAB_FALSE_NEGATIVE if credit is None else credit for credit in best.values())
     return NabScores(raw=raw, null=-NAB_FALSE_NEGATIVE * len(best), perfect=float(len(best)))
 
