@@ -251,8 +251,9 @@ class Settings(BaseSettings):
     )
     spike_hold_seconds: float = Field(
         default=_DETECTOR.hold, ge=0, description="A busy topic's modest rise (it expects spike_ceiling_min_expected "
-        "or more per window, and stays under spike_hold_bypass times its ceiling) alerts only if the window ending "
-        "this long after it still beats the ceiling it cleared. A whole number of window steps; 0 alerts at once."
+        "or more per window, and stays under spike_hold_bypass times its ceiling) alerts once the mentions after it "
+        "beat the ceiling it cleared, if they do within this long. Whole window steps, at most one window; 0 alerts "
+        "at once."
     )
     spike_hold_bypass: float = Field(
         default=_DETECTOR.hold_bypass, ge=1, description="A rise to this many times the topic's ceiling alerts at once."

@@ -391,15 +391,18 @@ class TestBacktest:
         assert alerts_for(faded) == []
         lasting = alerts_for(faded | {jump + k: 8 for k in range(1, 12)})
         assert len(raised(lasting)) == 1
-        assert lasting[0].detected_at.timestamp() == T0 + (jump + 6) * 300
-        assert "held for 30 min above 60" in lasting[0].reason
+        # Eighteen a step after the rise: past the busiest sixty 20 minutes on, when it alerts.
+        assert lasting[0].detected_at.timestamp() == T0 + (jump + 4) * 300
+        assert "busiest 30 min lately had 60; it held: 72 more in the 20 min after it rose" in lasting[0].reason
         clear = alerts_for({jump: 100})  # 160: over twice the busiest half hour is news at once
         assert clear and clear[0].detected_at.timestamp() == T0 + jump * 300
         assert alerts_for(faded, hold=0)[0].detected_at.timestamp() == T0 + jump * 300
 
-    def test_a_hold_must_be_whole_window_steps(self):
+    def test_a_hold_is_whole_window_steps_and_at_most_one_window(self):
         with pytest.raises(ValueError, match="hold"):
             DetectorConfig(hold=450.0)
+        with pytest.raises(ValueError, match="at most one window"):
+            DetectorConfig(hold=3600.0)
 
     def test_a_sparse_topic_going_from_nothing_to_four_mentions_in_22_minutes_raises_one_alert(self):
         mentions = {T0 + 2 * 86400 + minute * 60 for minute in (0, 7, 15, 22)}

@@ -67,10 +67,11 @@ mentions of a common word are not news.
 A busy topic's rise must **hold**: where the topic expects
 ``ceiling_min_expected`` or more and the count is under ``hold_bypass``
 (twice) its ceiling, the rise is remembered (``TopicHistory.held``: the step
-it rose in and the ceiling it cleared) and alerts only if the window ending
-``hold`` (half an hour) later still beats that ceiling; a count of twice the
-ceiling or more alerts at once. Most of a busy topic's false alerts on real
-tweet volumes were bursts that had faded within the half hour. The choice of
+it rose in and the ceiling it cleared) and alerts once the mentions after it
+beat that ceiling too, if they do within ``hold`` (the next half hour); a
+count of twice the ceiling or more alerts at once. Most of a busy topic's
+false alerts on real tweet volumes were bursts that had faded within the
+half hour. The choice of
 rule and of its settings was made leave-one-series-out on real labelled
 series (see ``docs/stories-and-alerts.md``).
 
@@ -142,8 +143,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.window_step <= 0 or self.window_size < self.window_step or self.window_size % self.window_step:
             raise ValueError("window size must be a whole, positive number of window steps")
-        if self.hold < 0 or self.hold % self.window_step:
-            raise ValueError("a rise's hold must be a whole number of window steps")
+        if not 0 <= self.hold <= self.window_size or self.hold % self.window_step:
+            raise ValueError("a rise's hold must be a whole number of window steps, at most one window")
 
     @property
     def decay_time(self) -> float:
@@ -692,8 +693,8 @@ class SpikeDetector:
         if score < config.sensitivity + noise_level and busiest.expected < config.ceiling_min_expected:
             return None
         if config.hold and busiest.expected >= config.ceiling_min_expected and busiest.count < config.hold_bypass * history.ceiling:
-            # A busy topic's modest rise must last: it alerts only if the window after it also beats the bar it
-            # cleared (``_held_rise``). Bursts that fade within the half hour are most of a busy topic's false alerts.
+            # A busy topic's modest rise must last: it alerts once the mentions after it beat the bar it cleared as
+            # well (``_held_rise``). Bursts that fade within the half hour are most of a busy topic's false alerts.
             if history.held is None:
                 history.held = [busiest.start + config.window_size - config.window_step, history.ceiling]
             return None
@@ -706,32 +707,33 @@ class SpikeDetector:
     def _held_rise(
         self, topic: str, history: TopicHistory, now: float, baseline: Baseline, shape: float
     ) -> Evaluation | None:
-        """The held rise, if the window ending at step ``now``, ``hold`` after it, still beats its bar.
+        """The held rise, once the mentions since it beat the ceiling it cleared; forgotten ``hold`` after it.
 
-        Judged on every mention of that one step (its count grows as they
-        arrive); once the step is past, the rise is forgotten.
+        Counts only grow, so the first step at which the mentions after the
+        rise beat that ceiling gives the verdict the step ``hold`` later
+        would give, sooner.
         """
         config = self.config
         rose_at, bar = history.held
-        due = rose_at + config.hold
-        if now > due:
+        if now > rose_at + config.hold:
             history.held = None
-        elif now == due:
-            latest = self.window(history, now - config.window_size + config.window_step, baseline)
-            if latest.count > bar:
-                history.held = None
-                score = surprise(latest.count, latest.expected, shape)
-                return Evaluation(topic, latest, score, RISE, self._reason(latest, score, RISE, bar, held=True), shape)
-        return None
+            return None
+        steps = int(round((now - rose_at) / config.window_step))
+        since = sum(history.count_at(rose_at + k * config.window_step) for k in range(1, steps + 1))
+        if since <= bar:
+            return None
+        history.held = None
+        latest = self.window(history, now - config.window_size + config.window_step, baseline)
+        score = surprise(latest.count, latest.expected, shape)
+        held = f"; it held: {since} more in the {round(steps * config.window_step / 60)} min after it rose"
+        return Evaluation(topic, latest, score, RISE, self._reason(latest, score, RISE, bar) + held, shape)
 
     def rescored(self, evaluation: "Evaluation") -> "Evaluation":
         """``evaluation`` with its score and reason worked out, for an alert it revises."""
         score = surprise(evaluation.count, evaluation.baseline, evaluation.shape)
         return replace(evaluation, score=score, reason=self._reason(evaluation.window, score, RISE))
 
-    def _reason(
-        self, window: WindowView, score: float, direction: str, ceiling: float | None = None, *, held: bool = False
-    ) -> str:
+    def _reason(self, window: WindowView, score: float, direction: str, ceiling: float | None = None) -> str:
         minutes = round(self.config.window_size / 60)
         chance = f"a 1-in-10^{score:.0f} window" if score < 300 else "a window beyond any chance"
         if direction == RISE:
@@ -739,8 +741,6 @@ class SpikeDetector:
             times = f"{ratio:.1f}×" if ratio < 1000 else "over 1000×"
             if ceiling is None:  # a revision: the bar it cleared is the alert's first reason's
                 lately = ""
-            elif held:
-                lately = f"; held for {round(self.config.hold / 60)} min above {ceiling:.0f}, its busiest {minutes} min before it rose"
             else:
                 lately = f"; its busiest {minutes} min lately had {ceiling:.0f}" if ceiling >= 0.5 else "; quiet lately"
             return (
