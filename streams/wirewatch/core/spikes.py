@@ -718,7 +718,7 @@ class SpikeDetector:
         if now > rose_at + config.hold:
             history.held = None
             return None
-        steps = int(round((now - rose_at) / config.window_step))
+        steps = round((now - rose_at) / config.window_step)
         since = sum(history.count_at(rose_at + k * config.window_step) for k in range(1, steps + 1))
         if since <= bar:
             return None
