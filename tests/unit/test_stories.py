@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import random
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -333,8 +332,8 @@ def raised(alerts: list) -> set[str]:
     return {alert.id for alert in alerts}
 
 
-def backtest(text: str) -> list:
-    return list(run_backtest(read_counts(io.StringIO(text), default_topic="topic"), DetectorConfig()))
+def backtest(text: str, **settings) -> list:
+    return list(run_backtest(read_counts(io.StringIO(text), default_topic="topic"), DetectorConfig(**settings)))
 
 
 class TestBacktest:
@@ -384,8 +383,7 @@ class TestBacktest:
         jump = 2 * 288  # steps of 5 minutes: two days of ten mentions a step, sixty a half hour
 
         def alerts_for(extra: dict[int, int], **settings) -> list:
-            text = series(lambda t, i: 10 + extra.get(i, 0))
-            return list(run_backtest(read_counts(io.StringIO(text), default_topic="topic"), replace(DetectorConfig(), **settings)))
+            return backtest(series(lambda t, i: 10 + extra.get(i, 0)), **settings)
 
         faded = {jump: 40}  # 100 in a half hour against a busiest 60, then back to 60
         assert alerts_for(faded) == []

@@ -71,9 +71,9 @@ it rose in and the ceiling it cleared) and alerts once the mentions after it
 beat that ceiling too, if they do within ``hold`` (the next half hour); a
 count of twice the ceiling or more alerts at once. Most of a busy topic's
 false alerts on real tweet volumes were bursts that had faded within the
-half hour. The choice of
-rule and of its settings was made leave-one-series-out on real labelled
-series (see ``docs/stories-and-alerts.md``).
+half hour. The choice of rule and of its settings was made
+leave-one-series-out on real labelled series (see
+``docs/stories-and-alerts.md``).
 
 A window **drops** when the count falls below its expectation by
 ``min_ratio``, below the topic's lowest recent ratio to expectation (decayed
@@ -270,9 +270,9 @@ class TopicHistory:
     first ``ids_per_step`` mentions of steps still in an open window.
     ``folded`` is the start of the newest step in the baseline, ``newest`` of
     the newest step seen; ``held`` is a rise waiting to show it holds:
-    ``[start of the step it rose in, the ceiling it cleared]``. The seasonal sums are stored undecayed since
-    ``season_anchor`` (the reader decays them all at once), and empty until
-    the topic is busy enough to learn a cycle.
+    ``[start of the step it rose in, the ceiling it cleared]``. The seasonal
+    sums are stored undecayed since ``season_anchor`` (the reader decays them
+    all at once), and empty until the topic is busy enough to learn a cycle.
     """
 
     steps: dict[float, list] = field(default_factory=dict)
@@ -692,7 +692,8 @@ class SpikeDetector:
         score = surprise(busiest.count, busiest.expected, shape)
         if score < config.sensitivity + noise_level and busiest.expected < config.ceiling_min_expected:
             return None
-        if config.hold and busiest.expected >= config.ceiling_min_expected and busiest.count < config.hold_bypass * history.ceiling:
+        busy = busiest.expected >= config.ceiling_min_expected
+        if config.hold and busy and busiest.count < config.hold_bypass * history.ceiling:
             # A busy topic's modest rise must last: it alerts once the mentions after it beat the bar it cleared as
             # well (``_held_rise``). Bursts that fade within the half hour are most of a busy topic's false alerts.
             if history.held is None:

@@ -76,7 +76,8 @@ def config_for_cadence(config: DetectorConfig, rows: list[CountRow]) -> Detector
     if cadence <= config.window_step:
         return config
     steps = max(round(config.window_size / cadence), 1)
-    return replace(config, window_step=cadence, window_size=steps * cadence, hold=round(config.hold / cadence) * cadence)
+    hold = round(config.hold / cadence) * cadence
+    return replace(config, window_step=cadence, window_size=steps * cadence, hold=hold)
 
 
 def run_backtest(
