@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     warmup_seconds: float = Field(
         default=_DETECTOR.warmup, ge=0, description="Observe the stream this long before alerting."
     )
+    spike_ceiling_warmup_seconds: float = Field(
+        default=_DETECTOR.ceiling_warmup, ge=0, description="A topic that expects spike_ceiling_min_expected or more "
+        "per window rises only after this much stream: its ceiling means little before it has seen a whole day."
+    )
     spike_min_count: int = Field(default=_DETECTOR.min_count, ge=1)
     spike_min_ratio: float = Field(default=_DETECTOR.min_ratio, ge=1)
     spike_sensitivity: float = Field(
@@ -376,6 +380,7 @@ class Settings(BaseSettings):
             prior_rate_per_hour=self.prior_rate_per_hour,
             prior_strength=self.prior_strength_seconds,
             warmup=self.warmup_seconds,
+            ceiling_warmup=self.spike_ceiling_warmup_seconds,
             min_count=self.spike_min_count,
             min_ratio=self.spike_min_ratio,
             sensitivity=self.spike_sensitivity,

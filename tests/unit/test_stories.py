@@ -396,6 +396,15 @@ class TestBacktest:
         assert clear and clear[0].detected_at.timestamp() == T0 + jump * 300
         assert alerts_for(faded, hold=0)[0].detected_at.timestamp() == T0 + jump * 300
 
+    def test_a_busy_topic_rises_only_once_the_stream_has_shown_it_a_whole_day(self):
+        def jump_at(step: int, **settings) -> set[str]:
+            return raised(backtest(series(lambda t, i: 10 + (100 if i == step else 0)), **settings))
+
+        # 160 in a half hour against sixty: news on the second day, not half a day into the stream.
+        assert len(jump_at(2 * 288)) == 1
+        assert jump_at(144) == set()
+        assert len(jump_at(144, ceiling_warmup=3600.0)) == 1
+
     def test_a_hold_is_whole_window_steps_and_at_most_one_window(self):
         with pytest.raises(ValueError, match="hold"):
             DetectorConfig(hold=450.0)

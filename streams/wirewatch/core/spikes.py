@@ -48,8 +48,11 @@ A step's expected count is ``level × seasonal factor``:
 The verdict
 -----------
 A window **rises** when all hold: count ≥ ``min_count`` and ≥ ``min_ratio`` ×
-expected; the stream has been observed for ``warmup`` seconds; and the count
-beats the topic's **ceiling** by ``ceiling_margin`` (a quarter). The ceiling
+expected; the stream has been observed for ``warmup`` seconds (an hour), or
+for ``ceiling_warmup`` (a day) where the topic expects ``ceiling_min_expected``
+or more: a busy topic's ceiling says what is unusual only once it has seen a
+whole daily cycle; and the count beats the topic's **ceiling** by
+``ceiling_margin`` (a quarter). The ceiling
 is the busiest window that has closed, its memory halving every
 ``ceiling_half_life`` (three days): a topic must beat what it has itself
 done lately, so one that bursts every afternoon does not alert every
@@ -129,6 +132,7 @@ class DetectorConfig:
     prior_reference_zipf: float = 4.0
     prior_strength: float = 3600.0
     warmup: float = 3600.0
+    ceiling_warmup: float = 86400.0
     min_count: int = 3
     min_ratio: float = 1.5
     sensitivity: float = 4.0
@@ -680,7 +684,9 @@ class SpikeDetector:
     ) -> Evaluation | None:
         """A rise of ``busiest`` to alert now; None if there is none, or if it must hold first (``history.held``)."""
         config = self.config
-        warm = max(busiest.start - observed_since, 0.0) >= config.warmup
+        busy = busiest.expected >= config.ceiling_min_expected
+        warmup = max(config.warmup, config.ceiling_warmup) if busy else config.warmup
+        warm = max(busiest.start - observed_since, 0.0) >= warmup
         if not (warm and busiest.count >= config.min_count and busiest.count >= config.min_ratio * busiest.expected):
             return None
         # Judged against windows that have closed, those of this very burst among them: a burst that builds
@@ -692,7 +698,6 @@ class SpikeDetector:
         score = surprise(busiest.count, busiest.expected, shape)
         if score < config.sensitivity + noise_level and busiest.expected < config.ceiling_min_expected:
             return None
-        busy = busiest.expected >= config.ceiling_min_expected
         if config.hold and busy and busiest.count < config.hold_bypass * history.ceiling:
             # A busy topic's modest rise must last: it alerts once the mentions after it beat the bar it cleared as
             # well (``_held_rise``). Bursts that fade within the half hour are most of a busy topic's false alerts.
