@@ -21,8 +21,8 @@ by the standard profile instead; both profiles are reported either way.
 
 ``--thin FRACTION`` keeps each counted mention with that chance (seeded, the
 labels as they are): the same events on a topic a few times quieter, where
-counts are noisier against their peaks. Held-out tweet series run from a
-handful to hundreds of mentions per 5 minutes.
+counts are noisier against their peaks. Topics differ in volume by orders
+of magnitude; a rule that holds only at one volume does not hold.
 
 The reference is what a desk would write first: the mean and standard
 deviation of the last day's 30-minute window counts, an alert when a window

@@ -250,8 +250,9 @@ class Settings(BaseSettings):
         "noise level (editors' 'noise' verdicts, fading over a week, at most 4)."
     )
     spike_ceiling_min_expected: float = Field(
-        default=_DETECTOR.ceiling_min_expected, ge=0, description="From this many expected mentions per window, a "
-        "rise above the topic's ceiling alerts whatever its chance under the baseline; below it, the chance decides too."
+        default=_DETECTOR.ceiling_min_expected, ge=0, description="From this many expected mentions per window a "
+        "topic is busy: a rise above its ceiling alerts whatever its chance under the baseline (below it, the chance "
+        "decides too), must hold (spike_hold_seconds) and waits for spike_ceiling_warmup_seconds of stream."
     )
     spike_hold_seconds: float = Field(
         default=_DETECTOR.hold, ge=0, description="A busy topic's modest rise (it expects spike_ceiling_min_expected "

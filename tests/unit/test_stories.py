@@ -379,7 +379,7 @@ class TestBacktest:
         assert alerts[0].window_start.timestamp() <= burst + 1800 and alerts[0].detected_at.timestamp() >= burst
         assert alerts[0].direction == "rise" and "expected" in alerts[0].reason
 
-    def test_a_busy_topics_modest_rise_alerts_only_if_the_next_half_hour_stays_above_its_bar(self):
+    def test_a_busy_topics_modest_rise_alerts_once_the_mentions_after_it_beat_its_bar_too(self):
         jump = 2 * 288  # steps of 5 minutes: two days of ten mentions a step, sixty a half hour
 
         def alerts_for(extra: dict[int, int], **settings) -> list:
