@@ -55,7 +55,8 @@ def run_engine(records: list[dict]) -> dict:
     truth = {r["id"]: r["story"] for r in records}
     scores = score_clusters(truth, resolve_merges(assignments, merges))
     at_arrival = score_clusters(truth, assignments)["bcubed_f1"]
-    return {**scores, "at_arrival_bcubed_f1": at_arrival, "briefs_per_second": round(len(ordered) / elapsed), "start_up_seconds": round(ready, 2)}
+    return {**scores, "at_arrival_bcubed_f1": at_arrival, "briefs_per_second": round(len(ordered) / elapsed),
+            "start_up_seconds": round(ready, 2)}
 
 
 def best_reference(records: list[dict]) -> dict:
@@ -85,7 +86,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             elif args.markdown:
                 print(f"| {row['file']} | {part} | {ours['bcubed_f1']:.3f} ({ours['bcubed_precision']:.3f} / "
-                      f"{ours['bcubed_recall']:.3f}) | {ours['at_arrival_bcubed_f1']:.3f} | {ours['predicted_stories']} / {ours['true_stories']} | "
+                      f"{ours['bcubed_recall']:.3f}) | {ours['at_arrival_bcubed_f1']:.3f} "
+                      f"| {ours['predicted_stories']} / {ours['true_stories']} | "
                       f"{ours['briefs_per_second']} | {ref['bcubed_f1']:.3f} ({ref['threshold']}) |", flush=True)
             else:
                 print(f"{row['file']:<22} {part:<12} wirewatch B3-F1 {ours['bcubed_f1']:.3f} "
